@@ -1,0 +1,101 @@
+package layout
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/modelcache/modelcache/internal/compat"
+)
+
+// Fuzz targets for the path invariants. Seeds come from the golden vectors
+// and the spec, so the plain `go test` run is quick.
+
+func FuzzSlug(f *testing.F) {
+	var slugs []struct {
+		Hex string `json:"model_id_utf8_hex"`
+	}
+	if err := json.Unmarshal(compat.Section(f, "slug"), &slugs); err != nil {
+		f.Fatal(err)
+	}
+	for _, r := range slugs {
+		b, _ := hex.DecodeString(r.Hex)
+		f.Add(string(b))
+	}
+	f.Add("\xff\xfe")
+	home := Home{Root: "/srv/cache"}
+	f.Fuzz(func(t *testing.T, id string) {
+		s, err := Slug(id)
+		if !utf8.ValidString(id) {
+			if err == nil {
+				t.Fatalf("Slug accepted invalid UTF-8 %q", id)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Slug(%q): %v", id, err)
+		}
+		if !slugShape.MatchString(s) || len(s) > len("v2-")+48+1+32 {
+			t.Fatalf("Slug(%q) = %q", id, s)
+		}
+		p, err := home.ModelDir(id)
+		if err != nil || p != home.Root+"/models-cache/"+s || !within(home.Root, p) {
+			t.Fatalf("ModelDir(%q) = %q, %v", id, p, err)
+		}
+		if prefix, _ := Prefix(id); !strings.HasPrefix(s, "v2-"+prefix+"-") {
+			t.Fatalf("Slug(%q) = %q does not embed Prefix %q", id, s, prefix)
+		}
+	})
+}
+
+func FuzzHandlePath(f *testing.F) {
+	var handles []struct {
+		Handle    string `json:"handle"`
+		Artefacts []struct {
+			FileHandle string `json:"file_handle"`
+		} `json:"artefacts"`
+	}
+	if err := json.Unmarshal(compat.Section(f, "file_handle"), &handles); err != nil {
+		f.Fatal(err)
+	}
+	for _, r := range handles {
+		f.Add(r.Handle)
+		for _, a := range r.Artefacts {
+			f.Add(a.FileHandle)
+		}
+	}
+	const pkg = "/srv/cache/models-cache/v2-m-00000000000000000000000000000000/pkg1"
+	f.Fuzz(func(t *testing.T, h string) {
+		p, err := HandlePath(pkg, h)
+		l, lerr := HandleLockPath(pkg, h)
+		if verr := ValidateHandle(h); verr != nil {
+			if err == nil || lerr == nil || p != "" || l != "" {
+				t.Fatalf("invalid handle %q (%v) gave %q, %q", h, verr, p, l)
+			}
+			return
+		}
+		if err != nil || lerr != nil {
+			t.Fatalf("valid handle %q: %v / %v", h, err, lerr)
+		}
+		if !within(pkg, p) || !within(pkg, l) || p != pkg+"/"+h {
+			t.Fatalf("handle %q escapes: %q, %q", h, p, l)
+		}
+		// A valid handle is printable ASCII without spaces and cannot take a
+		// lock file's name.
+		for i := 0; i < len(h); i++ {
+			if h[i] <= ' ' || h[i] > '~' {
+				t.Fatalf("valid handle %q contains byte %#x", h, h[i])
+			}
+		}
+		base := h[strings.LastIndexByte(h, '/')+1:]
+		if strings.HasPrefix(base, ".") && strings.HasSuffix(strings.ToLower(base), ".lock") {
+			t.Fatalf("handle %q has a lock file's name", h)
+		}
+		// Declaring it alone must also succeed.
+		if _, err := Declarations([]Artefact{{Kind: ArtefactLocal, FileHandle: h, MD5: "0123456789abcdef0123456789abcdef"}}); err != nil {
+			t.Fatalf("Declarations(%q): %v", h, err)
+		}
+	})
+}
