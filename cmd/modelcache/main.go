@@ -1,0 +1,46 @@
+// Command modelcache inspects and fills a model cache that is byte-compatible with
+// the one of inference-models 0.36.0 under $INFERENCE_HOME.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/modelcache/modelcache/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run returns the exit status; main only exits, so deferred cleanups run first.
+func run(args []string, stderr io.Writer) int {
+	// The environment is read once, here, and passed down (on-disk-contract §1.1).
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(stderr, "modelcache: "+oneLine(err))
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root := newRootCmd(&cfg)
+	root.SetArgs(args)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "modelcache: "+oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+// oneLine joins multi-line errors (errors.Join puts each on its own line) so that
+// the failure is one line in logs and terminals.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelcache/modelcache/config"
+	"github.com/modelcache/modelcache/layout"
+)
+
+func newPathCmd(cfg *config.Config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "path MODEL_ID [PACKAGE_ID]",
+		Short: "Print the cache directory of a model, or of one of its packages",
+		Long: "Print <home>/models-cache/<slug of MODEL_ID>, or that directory's PACKAGE_ID\n" +
+			"subdirectory. The path is computed, not looked up: it need not exist.",
+		Example: "  modelcache path coco/3\n  modelcache path coco/3 a1b2c3",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			slug, err := layout.Slug(args[0]) // layout's errors name the id and the rule
+			if err != nil {
+				return err
+			}
+			dir := joinUnder(cfg.Home, "models-cache", slug)
+			if len(args) == 2 {
+				if err := layout.ValidatePackageID(args[1]); err != nil {
+					return err
+				}
+				dir = joinUnder(dir, args[1])
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), dir)
+			return err
+		},
+	}
+}
+
+// joinUnder appends validated names to root like Python's os.path.join, leaving
+// root byte-for-byte as configured (filepath.Join would clean a leading "//").
+func joinUnder(root string, names ...string) string {
+	if !strings.HasSuffix(root, "/") {
+		root += "/"
+	}
+	return root + strings.Join(names, "/")
+}
