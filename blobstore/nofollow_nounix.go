@@ -1,0 +1,6 @@
+//go:build !unix
+
+package blobstore
+
+// fsx refuses to work here anyway (fsx.ErrUnsupported).
+const noFollow = 0

@@ -1,0 +1,5 @@
+//go:build unix && !(darwin || freebsd || netbsd || openbsd || dragonfly)
+
+package fsx
+
+func isEFTYPE(error) bool { return false }

@@ -1,0 +1,7 @@
+package fsx
+
+import "golang.org/x/sys/unix"
+
+func renameNoReplace(oldpath, newpath string) error {
+	return unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
+}
