@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/modelcache/modelcache/errdefs"
 )
 
 // Defaults from the contract (§9, download.md §2.2).
@@ -157,6 +159,9 @@ func (e *TimeoutError) Error() string {
 
 // Timeout marks the error as a timeout (net.Error style).
 func (e *TimeoutError) Timeout() bool { return true }
+
+// Unwrap lets callers test errors.Is(err, errdefs.ErrLockTimeout).
+func (e *TimeoutError) Unwrap() error { return errdefs.ErrLockTimeout }
 
 // Held is an acquired lock. Unlock it exactly once; further calls are no-ops.
 type Held struct {

@@ -1,0 +1,267 @@
+//go:build unix
+
+package materialize_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcache/modelcache/layout"
+	"github.com/modelcache/modelcache/manifest"
+	"github.com/modelcache/modelcache/materialize"
+)
+
+// The test binary doubles as the child process.
+const childEnv = "MATERIALIZE_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(childEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "materialize":
+		os.Exit(childMaterialize())
+	default:
+		fmt.Fprintln(os.Stderr, "unknown child role")
+		os.Exit(2)
+	}
+}
+
+// slowFetch streams in small chunks with pauses, so that processes overlap
+// and a SIGKILL lands mid-stream.
+func slowFetch(f *fixture, pause time.Duration) materialize.FetchFunc {
+	return func(ctx context.Context, a layout.Artefact) (io.ReadCloser, int64, error) {
+		b, ok := f.files[a.FileHandle]
+		if !ok {
+			return nil, 0, fmt.Errorf("no file %q", a.FileHandle)
+		}
+		return io.NopCloser(&slowReader{r: bytes.NewReader(b), pause: pause}), int64(len(b)), nil
+	}
+}
+
+type slowReader struct {
+	r     io.Reader
+	pause time.Duration
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	time.Sleep(s.pause)
+	if len(p) > 16<<10 {
+		p = p[:16<<10]
+	}
+	return s.r.Read(p)
+}
+
+// childMaterialize waits for the start file, then materializes the fixture
+// package into $HOME_DIR. Exit 0 on success.
+func childMaterialize() int {
+	root := os.Getenv("HOME_DIR")
+	if start := os.Getenv("START_FILE"); start != "" {
+		for {
+			if _, err := os.Stat(start); err == nil {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	pause, _ := time.ParseDuration(os.Getenv("PAUSE"))
+	e := newEnv(&childTB{}, root)
+	f := newFixture()
+	_, err := e.store.Materialize(context.Background(), request(f, true), slowFetch(f, pause), materialize.Hooks{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "child %d: %v\n", os.Getpid(), err)
+		return 1
+	}
+	return 0
+}
+
+// childTB lets newEnv run outside a test.
+type childTB struct{ testing.TB }
+
+func (childTB) Helper() {}
+func (childTB) Fatal(args ...any) {
+	fmt.Fprintln(os.Stderr, args...)
+	os.Exit(3)
+}
+
+func childCmd(env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{childEnv + "=materialize"}, env...)...)
+	return cmd
+}
+
+// Eight real processes materialize the same package (and so publish the same
+// blobs) at once: all succeed, one file per blob, no temporary files left.
+func TestConcurrentProcessesMaterializeSamePackage(t *testing.T) {
+	root := t.TempDir()
+	start := filepath.Join(t.TempDir(), "go")
+	const n = 8
+	cmds := make([]*exec.Cmd, n)
+	outs := make([]*bytes.Buffer, n)
+	for i := range cmds {
+		outs[i] = &bytes.Buffer{}
+		cmds[i] = childCmd("HOME_DIR="+root, "START_FILE="+start, "PAUSE=200us")
+		cmds[i].Stderr = outs[i]
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let every child reach the start line
+	if err := os.WriteFile(start, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Errorf("child %d failed: %v\n%s", i, err, outs[i])
+		}
+	}
+	e := newEnv(t, root)
+	f := newFixture()
+	checkComplete(t, e, f)
+	blobs, _ := os.ReadDir(e.home.SharedBlobs())
+	var names []string
+	for _, b := range blobs {
+		if !strings.HasSuffix(b.Name(), ".lock") {
+			names = append(names, b.Name())
+		}
+	}
+	if len(names) != 4 {
+		t.Errorf("shared-blobs holds %v, want exactly the 4 blobs", names)
+	}
+	assertNoTemps(t, root)
+}
+
+// checkComplete asserts the fixture package is complete and correct.
+func checkComplete(t *testing.T, e *env, f *fixture) {
+	t.Helper()
+	dir, _ := e.home.PackageDir("ws/det/3", "onnxpkg")
+	m, err := manifest.Read(context.Background(), dir)
+	if err != nil || !m.Complete() {
+		t.Fatalf("manifest: %v", err)
+	}
+	for h, b := range f.files {
+		got, err := os.ReadFile(filepath.Join(dir, h))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("%s: wrong content (%v)", h, err)
+		}
+	}
+}
+
+func assertNoTemps(t *testing.T, root string) {
+	t.Helper()
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		n := d.Name()
+		if strings.Contains(n, ".partial-") || strings.HasSuffix(n, ".tmp") || strings.Contains(n, ".link-") || strings.Contains(n, ".corrupt-") {
+			t.Errorf("temporary file left: %s", p)
+		}
+		return nil
+	})
+}
+
+// A child is killed with SIGKILL at a random point while it materializes.
+// After every kill, nothing under a final name is partial or wrong: each blob
+// has its MD5, each unhashed file is whole, and a manifest, if present,
+// describes a package that verifies. A final run completes the package.
+func TestSIGKILLDuringMaterialization(t *testing.T) {
+	root := t.TempDir()
+	f := newFixture()
+	e := newEnv(t, root)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	const iterations = 60
+	killedMidway := 0
+	for i := 0; i < iterations; i++ {
+		if i%10 == 0 {
+			// Start over now and then so that early stages are hit again.
+			os.RemoveAll(e.home.ModelsCache())
+			os.RemoveAll(e.home.SharedBlobs())
+			os.MkdirAll(e.home.SharedBlobs(), 0o755)
+		}
+		cmd := childCmd("HOME_DIR="+root, "PAUSE=300us")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := time.Duration(rng.Intn(40)) * time.Millisecond
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("iteration %d: child failed without being killed: %v", i, err)
+			}
+		case <-time.After(delay):
+			cmd.Process.Signal(syscall.SIGKILL)
+			if err := <-done; err != nil {
+				killedMidway++
+			}
+		}
+		checkNoPartialFinals(t, e, f, i)
+	}
+	if killedMidway < iterations/3 {
+		t.Errorf("only %d of %d children were killed mid-way; the test is not exercising crashes", killedMidway, iterations)
+	}
+	t.Logf("%d iterations, %d children killed mid-way", iterations, killedMidway)
+	if _, err := e.store.Materialize(context.Background(), request(f, true), f.fetch, materialize.Hooks{}); err != nil {
+		t.Fatalf("materialization after crashes: %v", err)
+	}
+	checkComplete(t, e, f)
+}
+
+func checkNoPartialFinals(t *testing.T, e *env, f *fixture, iter int) {
+	t.Helper()
+	want := map[string]bool{}
+	for h, b := range f.files {
+		if !strings.HasPrefix(h, "labels/") {
+			want[md5hex(b)] = true
+		}
+	}
+	entries, _ := os.ReadDir(e.home.SharedBlobs())
+	for _, en := range entries {
+		name := en.Name()
+		if strings.HasPrefix(name, ".") {
+			continue // locks and temps: never read as blobs
+		}
+		b, err := os.ReadFile(filepath.Join(e.home.SharedBlobs(), name))
+		if err != nil {
+			t.Fatalf("iteration %d: %s: %v", iter, name, err)
+		}
+		if !want[name] || md5hex(b) != name {
+			t.Fatalf("iteration %d: blob %s holds wrong bytes (%d bytes)", iter, name, len(b))
+		}
+	}
+	dir, _ := e.home.PackageDir("ws/det/3", "onnxpkg")
+	if b, err := os.ReadFile(filepath.Join(dir, "labels", "unhashed.txt")); err == nil && !bytes.Equal(b, f.files["labels/unhashed.txt"]) {
+		t.Fatalf("iteration %d: unhashed file partial (%d bytes)", iter, len(b))
+	}
+	data, err := os.ReadFile(manifest.Path(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("iteration %d: %v", iter, err)
+	}
+	m, err := manifest.Parse(data)
+	if err != nil || !m.Complete() {
+		t.Fatalf("iteration %d: manifest partial or invalid: %v\n%s", iter, err, data)
+	}
+	// A published manifest means every file it names is in place.
+	for h, b := range f.files {
+		got, err := os.ReadFile(filepath.Join(dir, h))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("iteration %d: manifest published but %s is not complete (%v)", iter, h, err)
+		}
+	}
+}
