@@ -61,26 +61,27 @@ type ExecutionProvider struct {
 type QueryParam struct{ Name, Value string }
 
 // RuntimeCompatibility is the runtime fingerprint that goes into the key
-// (version 1). Version strings must already be normalized PEP 440 strings
-// (negotiation.md §5); nil is null.
+// (version 1); its JSON form is the reference's runtime_compatibility object.
+// Version strings must already be normalized PEP 440 strings (negotiation.md
+// §5); nil is null.
 type RuntimeCompatibility struct {
-	GPUAvailable       bool
-	GPUDevices         []string
-	GPUDevicesCC       []string
-	DriverVersion      *string
-	CUDAVersion        *string
-	TRTVersion         *string
-	JetsonType         *string
-	L4TVersion         *string
-	OSVersion          *string
-	TorchAvailable     bool
-	TorchVersion       *string
-	TorchvisionVersion *string
-	ONNXRuntimeVersion *string
+	GPUAvailable       bool     `json:"gpu_available"`
+	GPUDevices         []string `json:"gpu_devices"`
+	GPUDevicesCC       []string `json:"gpu_devices_cc"`
+	DriverVersion      *string  `json:"driver_version"`
+	CUDAVersion        *string  `json:"cuda_version"`
+	TRTVersion         *string  `json:"trt_version"`
+	JetsonType         *string  `json:"jetson_type"`
+	L4TVersion         *string  `json:"l4t_version"`
+	OSVersion          *string  `json:"os_version"`
+	TorchAvailable     bool     `json:"torch_available"`
+	TorchVersion       *string  `json:"torch_version"`
+	TorchvisionVersion *string  `json:"torchvision_version"`
+	ONNXRuntimeVersion *string  `json:"onnxruntime_version"`
 	// AvailableONNXExecutionProviders is sorted in the key; nil is null.
-	AvailableONNXExecutionProviders []string
-	HFTransformersAvailable         bool
-	TRTPythonPackageAvailable       bool
+	AvailableONNXExecutionProviders []string `json:"available_onnx_execution_providers"`
+	HFTransformersAvailable         bool     `json:"hf_transformers_available"`
+	TRTPythonPackageAvailable       bool     `json:"trt_python_package_available"`
 }
 
 func strList(s []string) []any {

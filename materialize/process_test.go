@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcache/modelcache/autoresolve"
 	"github.com/modelcache/modelcache/layout"
 	"github.com/modelcache/modelcache/manifest"
 	"github.com/modelcache/modelcache/materialize"
@@ -78,12 +79,33 @@ func childMaterialize() int {
 	pause, _ := time.ParseDuration(os.Getenv("PAUSE"))
 	e := newEnv(&childTB{}, root)
 	f := newFixture()
-	_, err := e.store.Materialize(context.Background(), request(f, true), slowFetch(f, pause), materialize.Hooks{})
+	entries, err := autoresolve.New(autoresolve.Options{Dir: e.home.AutoResolutionCache(), Locker: e.locks})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	_, err = e.store.Materialize(context.Background(), request(f, true), slowFetch(f, pause), materialize.Hooks{
+		// Register the auto-resolution entry under the materialization lock, as a load does.
+		Published: func(ctx context.Context, r *materialize.Result) error {
+			return entries.Register(ctx, entryKey, resolutionOf(r))
+		},
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "child %d: %v\n", os.Getpid(), err)
 		return 1
 	}
 	return 0
+}
+
+const entryKey = "4c02875fd9561bd0d4d10ee9af9fa7bf2e6dc4ad02d36dc13fafd15cc0f4a6c4"
+
+func resolutionOf(r *materialize.Result) autoresolve.Resolution {
+	return autoresolve.Resolution{
+		ModelID: "ws/det/3", CacheModelID: strp("ws/det/3"), CanonicalModelID: strp("ws/det/3"),
+		ModelPackageID: "onnxpkg", ResolvedFiles: r.ResolvedFiles,
+		ModelArchitecture: r.Spec.ModelArchitecture, TaskType: r.Spec.TaskType, BackendType: strp(r.Spec.BackendType),
+		TrustedSource: r.Spec.TrustedSource,
+	}
 }
 
 // childTB lets newEnv run outside a test.
@@ -182,10 +204,11 @@ func TestSIGKILLDuringMaterialization(t *testing.T) {
 	e := newEnv(t, root)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	const iterations = 60
-	killedMidway := 0
+	killedMidway, entries, manifests := 0, 0, 0
 	for i := 0; i < iterations; i++ {
 		if i%10 == 0 {
 			// Start over now and then so that early stages are hit again.
+			os.RemoveAll(e.home.AutoResolutionCache())
 			os.RemoveAll(e.home.ModelsCache())
 			os.RemoveAll(e.home.SharedBlobs())
 			os.MkdirAll(e.home.SharedBlobs(), 0o755)
@@ -208,19 +231,29 @@ func TestSIGKILLDuringMaterialization(t *testing.T) {
 				killedMidway++
 			}
 		}
-		checkNoPartialFinals(t, e, f, i)
+		en, mf := checkNoPartialFinals(t, e, f, i)
+		if en {
+			entries++
+		}
+		if mf {
+			manifests++
+		}
+	}
+	if entries == 0 || manifests == 0 {
+		t.Errorf("no iteration got as far as a manifest (%d) and an entry (%d): the checks above were vacuous", manifests, entries)
 	}
 	if killedMidway < iterations/3 {
 		t.Errorf("only %d of %d children were killed mid-way; the test is not exercising crashes", killedMidway, iterations)
 	}
-	t.Logf("%d iterations, %d children killed mid-way", iterations, killedMidway)
+	t.Logf("%d iterations, %d children killed mid-way; a manifest was present after %d and an entry after %d", iterations, killedMidway, manifests, entries)
 	if _, err := e.store.Materialize(context.Background(), request(f, true), f.fetch, materialize.Hooks{}); err != nil {
 		t.Fatalf("materialization after crashes: %v", err)
 	}
 	checkComplete(t, e, f)
 }
 
-func checkNoPartialFinals(t *testing.T, e *env, f *fixture, iter int) {
+// checkNoPartialFinals reports whether an entry and a manifest were present.
+func checkNoPartialFinals(t *testing.T, e *env, f *fixture, iter int) (entrySeen, manifestSeen bool) {
 	t.Helper()
 	want := map[string]bool{}
 	for h, b := range f.files {
@@ -246,9 +279,24 @@ func checkNoPartialFinals(t *testing.T, e *env, f *fixture, iter int) {
 	if b, err := os.ReadFile(filepath.Join(dir, "labels", "unhashed.txt")); err == nil && !bytes.Equal(b, f.files["labels/unhashed.txt"]) {
 		t.Fatalf("iteration %d: unhashed file partial (%d bytes)", iter, len(b))
 	}
+	// An entry, if present, is whole and names only files that exist.
+	if b, err := os.ReadFile(filepath.Join(e.home.AutoResolutionCache(), entryKey+".json")); err == nil {
+		entrySeen = true
+		en, err := autoresolve.ParseEntry(b)
+		if err != nil {
+			t.Fatalf("iteration %d: entry partial or invalid: %v\n%s", iter, err, b)
+		}
+		for _, p := range en.ResolvedFiles {
+			if _, err := os.Stat(p); err != nil {
+				t.Fatalf("iteration %d: entry names missing file %s", iter, p)
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
 	data, err := os.ReadFile(manifest.Path(dir))
 	if errors.Is(err, fs.ErrNotExist) {
-		return
+		return entrySeen, false
 	}
 	if err != nil {
 		t.Fatalf("iteration %d: %v", iter, err)
@@ -264,4 +312,5 @@ func checkNoPartialFinals(t *testing.T, e *env, f *fixture, iter int) {
 			t.Fatalf("iteration %d: manifest published but %s is not complete (%v)", iter, h, err)
 		}
 	}
+	return entrySeen, true
 }
