@@ -18,7 +18,7 @@ func subcommands(cfg *config.Config) []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(),
 		newPathCmd(cfg),
-		// ---- LEAD: add newRegistryCmd() (cmd/modelcache/registry.go) here. ----
+		newRegistryCmd(),
 		// Subcommands must not set PersistentPreRun(E): cobra would then skip the
 		// root's, which applies --home and sets up logging.
 	}
