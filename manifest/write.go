@@ -153,7 +153,7 @@ func Write(ctx context.Context, pkgDir string, s *Spec, opts WriteOptions) (Writ
 		}
 		return WriteResult{}, fmt.Errorf("write manifest %s: %w", mpath, err)
 	}
-	log.Info("published package manifest", "path", mpath, "manifest_content_hash", h, "upgraded_legacy", upgraded)
+	log.Debug("published package manifest", "path", mpath, "manifest_content_hash", h, "upgraded_legacy", upgraded)
 	return WriteResult{ContentHash: h, Written: true, Upgraded: upgraded}, nil
 }
 

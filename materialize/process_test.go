@@ -3,6 +3,7 @@
 package materialize_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -84,6 +85,7 @@ func childMaterialize() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	fmt.Println("ready")
 	_, err = e.store.Materialize(context.Background(), request(f, true), slowFetch(f, pause), materialize.Hooks{
 		// Register the auto-resolution entry under the materialization lock, as a load does.
 		Published: func(ctx context.Context, r *materialize.Result) error {
@@ -94,6 +96,7 @@ func childMaterialize() int {
 		fmt.Fprintf(os.Stderr, "child %d: %v\n", os.Getpid(), err)
 		return 1
 	}
+	fmt.Println("done")
 	return 0
 }
 
@@ -203,33 +206,23 @@ func TestSIGKILLDuringMaterialization(t *testing.T) {
 	f := newFixture()
 	e := newEnv(t, root)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	// Calibrate on this machine as it is now (the race detector and a busy CI
+	// box change it a lot): kill points are spread over the materialization
+	// itself, measured from the child's "ready" to its "done".
+	work := runTimedChild(t, root, -1).work
+	resetCache := func() {
+		os.RemoveAll(e.home.AutoResolutionCache())
+		os.RemoveAll(e.home.ModelsCache())
+		os.RemoveAll(e.home.SharedBlobs())
+		os.MkdirAll(e.home.SharedBlobs(), 0o755)
+	}
 	const iterations = 60
 	killedMidway, entries, manifests := 0, 0, 0
+	resetCache()
 	for i := 0; i < iterations; i++ {
-		if i%10 == 0 {
-			// Start over now and then so that early stages are hit again.
-			os.RemoveAll(e.home.AutoResolutionCache())
-			os.RemoveAll(e.home.ModelsCache())
-			os.RemoveAll(e.home.SharedBlobs())
-			os.MkdirAll(e.home.SharedBlobs(), 0o755)
-		}
-		cmd := childCmd("HOME_DIR="+root, "PAUSE=300us")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		delay := time.Duration(rng.Intn(40)) * time.Millisecond
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("iteration %d: child failed without being killed: %v", i, err)
-			}
-		case <-time.After(delay):
-			cmd.Process.Signal(syscall.SIGKILL)
-			if err := <-done; err != nil {
-				killedMidway++
-			}
+		r := runTimedChild(t, root, time.Duration(rng.Int63n(int64(work)*6/5+1)))
+		if r.killed {
+			killedMidway++
 		}
 		en, mf := checkNoPartialFinals(t, e, f, i)
 		if en {
@@ -237,22 +230,82 @@ func TestSIGKILLDuringMaterialization(t *testing.T) {
 		}
 		if mf {
 			manifests++
+			// A finished package proves nothing more: start the next run from
+			// scratch, so every run starts either empty or from a crash's leftovers.
+			resetCache()
 		}
 	}
 	if entries == 0 || manifests == 0 {
 		t.Errorf("no iteration got as far as a manifest (%d) and an entry (%d): the checks above were vacuous", manifests, entries)
 	}
 	if killedMidway < iterations/3 {
-		t.Errorf("only %d of %d children were killed mid-way; the test is not exercising crashes", killedMidway, iterations)
+		t.Errorf("only %d of %d children were killed before finishing; the test is not exercising crashes", killedMidway, iterations)
 	}
-	t.Logf("%d iterations, %d children killed mid-way; a manifest was present after %d and an entry after %d", iterations, killedMidway, manifests, entries)
+	t.Logf("%d iterations (work ≈ %v), %d children killed before finishing; a manifest was present after %d and an entry after %d",
+		iterations, work.Round(time.Millisecond), killedMidway, manifests, entries)
 	if _, err := e.store.Materialize(context.Background(), request(f, true), f.fetch, materialize.Hooks{}); err != nil {
 		t.Fatalf("materialization after crashes: %v", err)
 	}
 	checkComplete(t, e, f)
 }
 
-// checkNoPartialFinals reports whether an entry and a manifest were present.
+type childRun struct {
+	work   time.Duration // from "ready" to "done" (uninterrupted runs)
+	killed bool          // SIGKILLed before it printed "done"
+}
+
+// runTimedChild runs one materializing child. With killAfter >= 0 it sends
+// SIGKILL that long after the child printed "ready".
+func runTimedChild(t *testing.T, root string, killAfter time.Duration) childRun {
+	t.Helper()
+	cmd := childCmd("HOME_DIR="+root, "PAUSE=300us")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	if l := <-lines; l != "ready" {
+		cmd.Wait()
+		t.Fatalf("child did not get ready (%q): %s", l, stderr.String())
+	}
+	ready := time.Now()
+	var r childRun
+	if killAfter >= 0 {
+		select {
+		case l := <-lines:
+			if l != "done" {
+				t.Fatalf("child: unexpected %q: %s", l, stderr.String())
+			}
+		case <-time.After(killAfter):
+			cmd.Process.Signal(syscall.SIGKILL)
+			r.killed = <-lines != "done"
+		}
+		cmd.Wait()
+		return r
+	}
+	if l := <-lines; l != "done" {
+		cmd.Wait()
+		t.Fatalf("calibration child failed: %s", stderr.String())
+	}
+	r.work = time.Since(ready)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("calibration child: %v: %s", err, stderr.String())
+	}
+	return r
+}
+
 func checkNoPartialFinals(t *testing.T, e *env, f *fixture, iter int) (entrySeen, manifestSeen bool) {
 	t.Helper()
 	want := map[string]bool{}
