@@ -288,7 +288,9 @@ func TestInvalidPackagesAreSkippedWithWarning(t *testing.T) {
 
 func TestLaxValuesAndOtherBackends(t *testing.T) {
 	pk := []string{
-		pkg("laxints", `{"type": "onnx-model-package-v1", "backendType": "onnx", "quantization": "fp16", "dynamicBatchSize": "false", "staticBatchSize": 2.0, "opset": "17"}`, `, "trustedSource": 1, "recommendedParameters": {"confidence": 1, "unknownKey": 3}`),
+		pkg("laxints", `{"type": "onnx-model-package-v1", "backendType": "onnx", "quantization": "fp16", "dynamicBatchSize": "false", "staticBatchSize": 2.0, "opset": "17"}`, `, "trustedSource": true, "recommendedParameters": {"confidence": 1, "unknownKey": 3}`),
+		// Entity-level fields are strict (NEGOTIATION.md quirk:strict-entity): skipped.
+		pkg("laxtrust", `{"type": "onnx-model-package-v1", "backendType": "onnx", "quantization": "fp32"}`, `, "trustedSource": 1`),
 		pkg("hf", `{"type": "hf-model-package-v1", "backendType": "hf", "quantization": "bf16"}`, `, "modelFeatures": {"nms_fused": {"max_detections": 300, "iou_threshold": 0.7}}`),
 		pkg("ultra", `{"type": "ultralytics-model-package-v1", "anything": [1, 2]}`, ""),
 		pkg("ts", `{"type": "torch-script-model-package-v1", "backendType": "torch-script", "quantization": "fp32", "dynamicBatchSize": true, "supportedDeviceTypes": ["cuda", "cpu"], "torchVersion": "2.4.0", "torchVisionVersion": "0.19.0"}`, ""),

@@ -249,7 +249,7 @@ func parseEntity(o *pyjson.Object, gateway string) (*entity, error) {
 		}
 		e.modelFeatures = v
 	}
-	if e.trusted, err = boolDefault(o, "trustedSource", p, false); err != nil {
+	if e.trusted, err = strictBoolDefault(o, "trustedSource", p, false); err != nil {
 		return nil, err
 	}
 	if v, ok := o.Get("recommendedParameters"); ok {

@@ -134,6 +134,21 @@ func boolDefault(o *pyjson.Object, key, path string, def bool) (bool, error) {
 	return laxBool(v, join(path, key))
 }
 
+// strictBoolDefault reads an entity-level bool: only JSON true/false; a
+// missing key takes def, anything else (null, "true", 1) is an error
+// (NEGOTIATION.md quirk:strict-entity).
+func strictBoolDefault(o *pyjson.Object, key, path string, def bool) (bool, error) {
+	v, ok := o.Get(key)
+	if !ok {
+		return def, nil
+	}
+	b, isBool := v.(bool)
+	if !isBool {
+		return false, ferr(join(path, key), "expected true or false")
+	}
+	return b, nil
+}
+
 func laxInt(v any, path string) (int, error) {
 	switch x := v.(type) {
 	case pyjson.Int:
