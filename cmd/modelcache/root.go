@@ -19,6 +19,9 @@ func subcommands(cfg *config.Config) []*cobra.Command {
 		newVersionCmd(),
 		newPathCmd(cfg),
 		newRegistryCmd(),
+		newPullCmd(cfg),
+		newResolveCmd(cfg),
+		newXrayCmd(cfg),
 		// Subcommands must not set PersistentPreRun(E): cobra would then skip the
 		// root's, which applies --home and sets up logging.
 	}

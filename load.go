@@ -1,0 +1,448 @@
+package modelcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/modelcache/modelcache/autoresolve"
+	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/layout"
+	"github.com/modelcache/modelcache/manifest"
+	"github.com/modelcache/modelcache/materialize"
+	"github.com/modelcache/modelcache/metadata"
+	"github.com/modelcache/modelcache/negotiation"
+	"github.com/modelcache/modelcache/provider"
+	"github.com/modelcache/modelcache/provider/local"
+)
+
+// Package is a loaded model package.
+type Package struct {
+	// Dir is the package directory (model_config.json and the files).
+	Dir string
+	// Files maps each file handle to its path (links resolve to shared blobs).
+	Files map[string]string
+	// ModelID is the requested id; CanonicalModelID the provider's id.
+	ModelID          string
+	CanonicalModelID string
+	PackageID        string
+	Backend          string
+	Quantization     string
+	// BatchSize is "dynamic", "static N" or "" when not declared.
+	BatchSize             string
+	Architecture          string
+	TaskType              string
+	RecommendedParameters any
+	ModelFeatures         any
+	Dependencies          map[string]*Package
+	// FromCache is true when the auto-resolution cache answered (no network).
+	FromCache bool
+	// Report is the negotiation report (nil on a cache hit or a local dir).
+	Report *negotiation.Report
+}
+
+// Load is AutoModel.from_pretrained up to constructing the model: it returns
+// a verified package directory for modelIDOrPath (a model id, or a local
+// directory holding model_config.json).
+func (c *Client) Load(ctx context.Context, modelIDOrPath string, opts ...LoadOption) (*Package, error) {
+	o := defaultLoadOptions()
+	for _, f := range opts {
+		f(&o)
+	}
+	if local.IsModelDir(modelIDOrPath) {
+		return c.loadLocalDir(ctx, modelIDOrPath)
+	}
+	if err := layout.ValidateRemoteModelID(modelIDOrPath); err != nil {
+		return nil, err
+	}
+	return c.load(ctx, modelIDOrPath, &o)
+}
+
+func (c *Client) loadLocalDir(ctx context.Context, dir string) (*Package, error) {
+	lm, err := local.Load(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	md, p := lm.Metadata, lm.Package()
+	pkg := &Package{Dir: lm.Dir, Files: map[string]string{}, ModelID: dir, CanonicalModelID: md.ModelID,
+		PackageID: p.PackageID, Backend: string(p.Backend), Quantization: string(p.Quantization),
+		Architecture: md.ModelArchitecture, ModelFeatures: p.ModelFeatures}
+	if md.TaskType != nil {
+		pkg.TaskType = *md.TaskType
+	}
+	for _, a := range p.Artefacts {
+		pkg.Files[a.FileHandle] = filepath.Join(lm.Dir, filepath.FromSlash(a.FileHandle))
+	}
+	return pkg, nil
+}
+
+func (c *Client) load(ctx context.Context, modelID string, o *loadOptions) (*Package, error) {
+	rt, err := c.Runtime(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("runtime x-ray: %w", err)
+	}
+	device := c.device(o, rt)
+	var envKey *string
+	if k := c.cfg.APIKey.Reveal(); k != "" {
+		envKey = &k
+	}
+	rreq := o.resolutionRequest(modelID, device, rt.Compatibility(), envKey, c.cfg.Offline)
+	key, _, err := autoresolve.Key(rreq)
+	if err != nil {
+		return nil, err
+	}
+	apiKey := rreq.EffectiveAPIKey()
+	providerName := rreq.EffectiveProvider()
+	useCache := !o.noResolution
+	if useCache {
+		pkg, err := c.fromResolutionCache(ctx, key, modelID, apiKey, o)
+		if err != nil {
+			return nil, err
+		}
+		if pkg != nil {
+			c.afterLoad(ctx, pkg, providerName, o, apiKey, nil)
+			return pkg, nil
+		}
+	}
+	if c.access.IsModelAccessForbidden(ctx, modelID, apiKey) {
+		return nil, &AccessDeniedError{ModelID: modelID}
+	}
+	prov, err := c.metadataProvider(providerName, apiKey, o)
+	if err != nil {
+		return nil, err
+	}
+	preq := provider.Request{ModelID: modelID, ExtraQuery: o.extraQuery, ExtraHeaders: o.extraHeaders}
+	if apiKey != nil {
+		preq.APIKey = *apiKey
+	}
+	md, err := prov.ModelMetadata(ctx, preq)
+	if err != nil {
+		if errors.Is(err, provider.ErrUnauthorized) || errors.Is(err, provider.ErrForbidden) {
+			c.access.OnModelAccessForbidden(ctx, modelID, apiKey)
+		}
+		return nil, err
+	}
+	report, err := negotiation.Negotiate(md, o.negotiationRequest(device, c.envONNXProviders()), rt)
+	if err != nil {
+		return nil, err
+	}
+	selected := report.Selected
+	if o.maxAttempts > 0 && len(selected) > o.maxAttempts {
+		selected = selected[:o.maxAttempts]
+	}
+	var failures []PackageFailure
+	for _, id := range selected {
+		p, _ := md.Package(id)
+		pkg, err := c.loadPackage(ctx, modelID, md, p, o, useCache, key, apiKey)
+		if err == nil {
+			pkg.Report = report
+			c.afterLoad(ctx, pkg, providerName, o, apiKey, md)
+			return pkg, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		c.log.Warn("package failed; trying the next one", "model_id", modelID, "package_id", id, "err", err)
+		failures = append(failures, PackageFailure{PackageID: id, Err: err})
+	}
+	return nil, &AllPackagesFailedError{ModelID: modelID, Failures: failures}
+}
+
+func (c *Client) device(o *loadOptions, rt negotiation.Runtime) string {
+	switch {
+	case o.device != "":
+		return o.device
+	case c.cfg.DefaultDevice != "":
+		return c.cfg.DefaultDevice
+	case len(rt.GPUDevices) > 0:
+		return "cuda"
+	}
+	return "cpu"
+}
+
+func (c *Client) envONNXProviders() []string {
+	if c.cfg.ONNXExecutionProviders == "" {
+		return nil
+	}
+	return negotiation.ParseEnvONNXExecutionProviders(c.cfg.ONNXExecutionProviders)
+}
+
+// loadPackage materializes one negotiated package (dependencies first) and,
+// under its materialization lock, registers the auto-resolution entry.
+func (c *Client) loadPackage(ctx context.Context, modelID string, md *metadata.ModelMetadata, p *metadata.ModelPackage,
+	o *loadOptions, useCache bool, key string, apiKey *string) (*Package, error) {
+	deps := map[string]*Package{}
+	var links []materialize.Dependency
+	if len(md.ModelDependencies) > 0 {
+		if !o.allowDependency {
+			return nil, fmt.Errorf("model %s needs dependency models, but loading them is disabled: %w", modelID, errdefs.ErrInvalidParameter)
+		}
+		for _, d := range md.ModelDependencies {
+			dopts := *o
+			dopts.packageID = d.ModelPackageID
+			dopts.allowDependency = false
+			dopts.backends, dopts.quantization, dopts.batch = nil, nil, nil
+			dp, err := c.load(ctx, d.ModelID, &dopts)
+			if err != nil {
+				return nil, fmt.Errorf("dependency %q (%s): %w", d.Name, d.ModelID, err)
+			}
+			deps[d.Name] = dp
+			links = append(links, materialize.Dependency{Name: d.Name, PackageDir: dp.Dir})
+		}
+	}
+	if p.PackageSource == metadata.SourceLocalCache {
+		pkg, err := c.localCachePackage(ctx, modelID, md, p)
+		if err != nil {
+			return nil, err
+		}
+		pkg.Dependencies = deps
+		return pkg, nil
+	}
+	req := materializeRequest(md, p, o.withoutHash, links)
+	fetch := c.fetcher.FetchFunc(o.progress)
+	res, err := c.cache.Packages.Materialize(ctx, req, fetch, materialize.Hooks{
+		Published: func(ctx context.Context, r *materialize.Result) error {
+			if !useCache || c.cfg.Offline {
+				return nil
+			}
+			return c.cache.Resolutions.Register(ctx, key, resolution(modelID, md, p, req, r, apiKey))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	pkg := packageFrom(modelID, res.PackageDir, &res.Spec, p.PackageID)
+	pkg.Dependencies = deps
+	return pkg, nil
+}
+
+// localCachePackage serves a package that already sits in the cache (offline
+// registry, local TRT engines): presence only, no hashing, nothing written
+// (offline.md §5).
+func (c *Client) localCachePackage(ctx context.Context, modelID string, md *metadata.ModelMetadata, p *metadata.ModelPackage) (*Package, error) {
+	owner := p.CacheModelID
+	if owner == "" {
+		owner = md.ModelID
+	}
+	if missing := c.missingFiles(owner, *p); len(missing) > 0 {
+		return nil, fmt.Errorf("package %s is incomplete in the cache (missing %v): %w", p.PackageID, missing, errdefs.ErrCorruptPackage)
+	}
+	dir, err := c.cache.Home.PackageDir(owner, p.PackageID)
+	if err != nil {
+		return nil, err
+	}
+	if m, err := manifest.Read(ctx, dir); err == nil && m.Complete() {
+		spec := specFromManifest(m)
+		return packageFrom(modelID, dir, &spec, p.PackageID), nil
+	}
+	spec := materializeRequest(md, p, false, nil).Manifest
+	spec.CanonicalModelID = md.ModelID
+	for _, a := range p.Artefacts {
+		spec.PackageArtifacts = append(spec.PackageArtifacts, manifest.Artifact{FileHandle: a.FileHandle, MD5Hash: a.MD5Hash, Storage: manifest.StoragePackageFile})
+	}
+	return packageFrom(modelID, dir, &spec, p.PackageID), nil
+}
+
+func materializeRequest(md *metadata.ModelMetadata, p *metadata.ModelPackage, withoutHash bool, deps []materialize.Dependency) materialize.Request {
+	owner := p.CacheModelID
+	if owner == "" {
+		owner = md.ModelID
+	}
+	arts := make([]layout.Artefact, 0, len(p.Artefacts))
+	for _, a := range p.Artefacts {
+		la := layout.Artefact{Kind: layout.ArtefactDownload, FileHandle: a.FileHandle, DownloadURL: a.DownloadURL}
+		if p.PackageSource == metadata.SourceLocalCache {
+			la.Kind = layout.ArtefactLocal
+		}
+		if a.MD5Hash != nil {
+			la.MD5 = *a.MD5Hash
+		}
+		arts = append(arts, la)
+	}
+	trusted := p.TrustedSource
+	spec := manifest.Spec{
+		ModelArchitecture: strPtr(md.ModelArchitecture), TaskType: md.TaskType,
+		BackendType: string(p.Backend), ModelFeatures: p.ModelFeatures, TrustedSource: &trusted,
+		Quantization: string(p.Quantization), DynamicBatchSizeSupported: p.DynamicBatchSizeSupported,
+		RecommendedParameters: manifestParams(p.EffectiveRecommendedParameters(md)),
+	}
+	if p.StaticBatchSize != nil {
+		n := int64(*p.StaticBatchSize)
+		spec.StaticBatchSize = &n
+	}
+	for _, d := range md.ModelDependencies {
+		spec.ModelDependencies = append(spec.ModelDependencies, manifest.Dependency{Name: d.Name, ModelID: d.ModelID, ModelPackageID: d.ModelPackageID})
+	}
+	return materialize.Request{
+		CacheOwner: owner, CanonicalModelID: md.ModelID, PackageID: p.PackageID,
+		Artefacts: arts, DownloadFilesWithoutHash: withoutHash, Manifest: spec, Dependencies: deps,
+	}
+}
+
+func manifestParams(rp *metadata.RecommendedParameters) *manifest.RecommendedParameters {
+	if rp == nil {
+		return nil
+	}
+	out := &manifest.RecommendedParameters{Confidence: rp.Confidence}
+	if rp.PerClassConfidence != nil {
+		out.PerClassConfidence = []manifest.ClassConfidence{}
+		for _, cc := range rp.PerClassConfidence {
+			out.PerClassConfidence = append(out.PerClassConfidence, manifest.ClassConfidence{Class: cc.Class, Confidence: cc.Confidence})
+		}
+	}
+	return out
+}
+
+func resolution(modelID string, md *metadata.ModelMetadata, p *metadata.ModelPackage, req materialize.Request, r *materialize.Result, apiKey *string) autoresolve.Resolution {
+	res := autoresolve.Resolution{
+		ModelID: modelID, CacheModelID: strPtr(req.CacheOwner), CanonicalModelID: strPtr(md.ModelID),
+		ModelPackageID: p.PackageID, ResolvedFiles: r.ResolvedFiles,
+		ModelArchitecture: strPtr(md.ModelArchitecture), TaskType: md.TaskType, BackendType: strPtr(string(p.Backend)),
+		ModelFeatures: p.ModelFeatures, TrustedSource: r.Spec.TrustedSource, APIKey: apiKey,
+	}
+	for _, d := range md.ModelDependencies {
+		res.ModelDependencies = append(res.ModelDependencies, autoresolve.Dependency{Name: d.Name, ModelID: d.ModelID, ModelPackageID: d.ModelPackageID})
+	}
+	if rp := p.EffectiveRecommendedParameters(md); rp != nil {
+		arp := &autoresolve.RecommendedParameters{Confidence: rp.Confidence}
+		if rp.PerClassConfidence != nil {
+			arp.PerClassConfidence = []autoresolve.ClassConfidence{}
+			for _, cc := range rp.PerClassConfidence {
+				arp.PerClassConfidence = append(arp.PerClassConfidence, autoresolve.ClassConfidence{Class: cc.Class, Confidence: cc.Confidence})
+			}
+		}
+		res.RecommendedParameters = arp
+	}
+	return res
+}
+
+func strPtr(s string) *string { return &s }
+
+// packageFrom describes a materialized (or cached) package from its manifest spec.
+func packageFrom(modelID, dir string, s *manifest.Spec, packageID string) *Package {
+	p := &Package{Dir: dir, Files: map[string]string{}, ModelID: modelID, CanonicalModelID: s.CanonicalModelID,
+		PackageID: packageID, Backend: s.BackendType, Quantization: s.Quantization, ModelFeatures: s.ModelFeatures}
+	if s.ModelArchitecture != nil {
+		p.Architecture = *s.ModelArchitecture
+	}
+	if s.TaskType != nil {
+		p.TaskType = *s.TaskType
+	}
+	switch {
+	case s.DynamicBatchSizeSupported != nil && *s.DynamicBatchSizeSupported:
+		p.BatchSize = "dynamic"
+	case s.StaticBatchSize != nil:
+		p.BatchSize = fmt.Sprintf("static %d", *s.StaticBatchSize)
+	}
+	if s.RecommendedParameters != nil {
+		p.RecommendedParameters = s.RecommendedParameters
+	}
+	for _, a := range s.PackageArtifacts {
+		p.Files[a.FileHandle] = filepath.Join(dir, filepath.FromSlash(a.FileHandle))
+	}
+	return p
+}
+
+// fromResolutionCache is the hit path (on-disk contract §8.4): no network, no
+// hashing. It returns (nil, nil) on a miss.
+func (c *Client) fromResolutionCache(ctx context.Context, key, modelID string, apiKey *string, o *loadOptions) (*Package, error) {
+	e, ok, err := c.cache.Resolutions.Retrieve(ctx, key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	invalidate := func(why string) (*Package, error) {
+		c.log.Debug("auto-resolution entry invalidated", "key", key, "why", why)
+		return nil, c.cache.Resolutions.Invalidate(ctx, key)
+	}
+	if e.ModelID != modelID {
+		return invalidate("model id differs")
+	}
+	if e.TrustedSource != nil && !*e.TrustedSource && !o.allowUntrusted {
+		return nil, nil
+	}
+	if e.CacheModelID == nil || e.CanonicalModelID == nil || strings.TrimSpace(*e.CacheModelID) == "" || strings.TrimSpace(*e.CanonicalModelID) == "" {
+		return invalidate("entry without cache attribution")
+	}
+	dir, err := c.cache.Home.PackageDir(*e.CacheModelID, e.ModelPackageID)
+	if err != nil {
+		return invalidate(err.Error())
+	}
+	m, err := manifest.Read(ctx, dir)
+	if err != nil || m.ModelID == nil || *m.ModelID != *e.CacheModelID || m.CanonicalModelID == nil || *m.CanonicalModelID != *e.CanonicalModelID {
+		return invalidate("package manifest missing or attributed elsewhere")
+	}
+	if !c.access.CanUseCachedPackage(ctx, modelID, e.ModelPackageID, apiKey) {
+		return nil, nil
+	}
+	for _, f := range e.ResolvedFiles {
+		if _, err := os.Stat(f); err != nil {
+			return invalidate("resolved file missing: " + f)
+		}
+	}
+	if len(e.ModelDependencies) > 0 && !o.allowDependency {
+		return nil, nil
+	}
+	deps := map[string]*Package{}
+	for _, d := range m.DependencyPackagePaths {
+		deps[d.Name] = &Package{Dir: d.TargetPath, ModelID: d.CacheModelID, CanonicalModelID: d.CanonicalModelID, PackageID: d.ModelPackageID, Files: map[string]string{}}
+	}
+	spec := specFromManifest(m)
+	pkg := packageFrom(modelID, dir, &spec, e.ModelPackageID)
+	pkg.Dependencies = deps
+	pkg.FromCache = true
+	return pkg, nil
+}
+
+func specFromManifest(m *manifest.Manifest) manifest.Spec {
+	s := manifest.Spec{
+		ModelArchitecture: m.ModelArchitecture, TaskType: m.TaskType, ModelFeatures: m.ModelFeatures,
+		TrustedSource: m.TrustedSource, DynamicBatchSizeSupported: m.DynamicBatchSizeSupported,
+		PackageArtifacts: m.PackageArtifacts, DependencyPackagePaths: m.DependencyPackagePaths,
+	}
+	if m.CanonicalModelID != nil {
+		s.CanonicalModelID = *m.CanonicalModelID
+	}
+	if m.BackendType != nil {
+		s.BackendType = *m.BackendType
+	}
+	if m.Quantization != nil {
+		s.Quantization = *m.Quantization
+	}
+	if m.StaticBatchSize != nil {
+		if n, ok := m.StaticBatchSize.Int64(); ok {
+			s.StaticBatchSize = &n
+		}
+	}
+	return s
+}
+
+// afterLoad runs the bookkeeping of a successful load; none of it fails the load.
+func (c *Client) afterLoad(ctx context.Context, pkg *Package, providerName string, o *loadOptions, apiKey *string, md *metadata.ModelMetadata) {
+	c.access.OnModelPackageAccessGranted(ctx, pkg.ModelID, pkg.PackageID, apiKey)
+	if !c.cfg.Offline {
+		touchLastUsed(c.cache.Home, pkg)
+	}
+	if c.cfg.OfflineWarmUp && providerName == provider.Roboflow {
+		if md == nil {
+			// Warm-up records metadata even on a cache hit (offline.md §3.3).
+			prov, err := c.metadataProvider(providerName, apiKey, o)
+			if err == nil {
+				preq := provider.Request{ModelID: pkg.ModelID, ExtraQuery: o.extraQuery, ExtraHeaders: o.extraHeaders}
+				if apiKey != nil {
+					preq.APIKey = *apiKey
+				}
+				md, err = prov.ModelMetadata(ctx, preq)
+			}
+			if err != nil {
+				c.log.Warn("Warm-up metadata pre-fetch failed; model NOT registered for offline use", "model_id", pkg.ModelID, "err", err)
+				return
+			}
+		}
+		if _, err := c.cache.Registry.RecordSuccessfulLoad(ctx, md, pkg.ModelID, pkg.PackageID, "warmup", c.now()); err != nil {
+			c.log.Warn("offline registry not updated", "model_id", pkg.ModelID, "err", err)
+		}
+	}
+}
