@@ -11,6 +11,7 @@ import (
 	"github.com/modelcache/modelcache/autoresolve"
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/layout"
+	"github.com/modelcache/modelcache/maintain"
 	"github.com/modelcache/modelcache/manifest"
 	"github.com/modelcache/modelcache/materialize"
 	"github.com/modelcache/modelcache/metadata"
@@ -25,9 +26,11 @@ type Package struct {
 	Dir string
 	// Files maps each file handle to its path (links resolve to shared blobs).
 	Files map[string]string
-	// ModelID is the requested id; CanonicalModelID the provider's id.
+	// ModelID is the requested id; CanonicalModelID the provider's id;
+	// CacheModelID owns the package directory (models-cache/<slug of it>).
 	ModelID          string
 	CanonicalModelID string
+	CacheModelID     string
 	PackageID        string
 	Backend          string
 	Quantization     string
@@ -239,7 +242,7 @@ func (c *Client) localCachePackage(ctx context.Context, modelID string, md *meta
 		return packageFrom(modelID, dir, &spec, p.PackageID), nil
 	}
 	spec := materializeRequest(md, p, false, nil).Manifest
-	spec.CanonicalModelID = md.ModelID
+	spec.CanonicalModelID, spec.ModelID = md.ModelID, owner
 	for _, a := range p.Artefacts {
 		spec.PackageArtifacts = append(spec.PackageArtifacts, manifest.Artifact{FileHandle: a.FileHandle, MD5Hash: a.MD5Hash, Storage: manifest.StoragePackageFile})
 	}
@@ -324,7 +327,7 @@ func strPtr(s string) *string { return &s }
 // packageFrom describes a materialized (or cached) package from its manifest spec.
 func packageFrom(modelID, dir string, s *manifest.Spec, packageID string) *Package {
 	p := &Package{Dir: dir, Files: map[string]string{}, ModelID: modelID, CanonicalModelID: s.CanonicalModelID,
-		PackageID: packageID, Backend: s.BackendType, Quantization: s.Quantization, ModelFeatures: s.ModelFeatures}
+		CacheModelID: s.ModelID, PackageID: packageID, Backend: s.BackendType, Quantization: s.Quantization, ModelFeatures: s.ModelFeatures}
 	if s.ModelArchitecture != nil {
 		p.Architecture = *s.ModelArchitecture
 	}
@@ -405,6 +408,9 @@ func specFromManifest(m *manifest.Manifest) manifest.Spec {
 	if m.CanonicalModelID != nil {
 		s.CanonicalModelID = *m.CanonicalModelID
 	}
+	if m.ModelID != nil {
+		s.ModelID = *m.ModelID
+	}
 	if m.BackendType != nil {
 		s.BackendType = *m.BackendType
 	}
@@ -422,8 +428,10 @@ func specFromManifest(m *manifest.Manifest) manifest.Spec {
 // afterLoad runs the bookkeeping of a successful load; none of it fails the load.
 func (c *Client) afterLoad(ctx context.Context, pkg *Package, providerName string, o *loadOptions, apiKey *string, md *metadata.ModelMetadata) {
 	c.access.OnModelPackageAccessGranted(ctx, pkg.ModelID, pkg.PackageID, apiKey)
-	if !c.cfg.Offline {
-		touchLastUsed(c.cache.Home, pkg)
+	if !c.cfg.Offline && pkg.CacheModelID != "" {
+		if err := maintain.TouchLastUsed(c.cache.Home, pkg.CacheModelID, pkg.PackageID); err != nil {
+			c.log.Debug("last-used stamp not written", "err", err)
+		}
 	}
 	if c.cfg.OfflineWarmUp && providerName == provider.Roboflow {
 		if md == nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/maintain"
 	"github.com/modelcache/modelcache/manifest"
 	"github.com/modelcache/modelcache/negotiation"
 	"github.com/modelcache/modelcache/registry"
@@ -104,6 +105,9 @@ func TestLoadColdThenWarm(t *testing.T) {
 	}
 	if es.metadata.Load() != 1 || es.files.Load() == 0 {
 		t.Errorf("cold load made %d metadata and %d file requests", es.metadata.Load(), es.files.Load())
+	}
+	if _, ok, err := maintain.LastUsed(c.Cache().Home, pkg.CacheModelID, pkg.PackageID); !ok || err != nil {
+		t.Errorf("no last-used stamp after a load: %v", err)
 	}
 	entries, _ := filepath.Glob(filepath.Join(home, "auto-resolution-cache", "*.json"))
 	if len(entries) != 1 {

@@ -22,6 +22,12 @@ func subcommands(cfg *config.Config) []*cobra.Command {
 		newPullCmd(cfg),
 		newResolveCmd(cfg),
 		newXrayCmd(cfg),
+		newLsCmd(cfg),
+		newShowCmd(cfg),
+		newDuCmd(cfg),
+		newVerifyCmd(cfg),
+		newGcCmd(cfg),
+		newPurgeCmd(cfg),
 		// Subcommands must not set PersistentPreRun(E): cobra would then skip the
 		// root's, which applies --home and sets up logging.
 	}
