@@ -45,6 +45,7 @@ type Store struct {
 	locker        *lock.Locker
 	log           *slog.Logger
 	readOnlyBlobs bool
+	noCreate      bool
 	// noLock skips the blob lock entirely (tests prove it is not needed for
 	// correctness).
 	noLock bool
@@ -60,6 +61,11 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 // the reference's local-TRT installer, which overwrites blobs, is not used).
 func WithReadOnlyBlobs() Option { return func(s *Store) { s.readOnlyBlobs = true } }
 
+// WithoutCreate leaves a missing shared-blobs alone (offline mode and
+// read-only caches write nothing); operations then see an empty store, and
+// the symlink checks run per operation.
+func WithoutCreate() Option { return func(s *Store) { s.noCreate = true } }
+
 // Open returns the store under home (used as written: made absolute
 // lexically, never realpath'ed), creating shared-blobs if needed. locker
 // should be the process-wide Locker; nil gives the store a private one.
@@ -74,6 +80,9 @@ func Open(home string, locker *lock.Locker, opts ...Option) (*Store, error) {
 	s := &Store{dir: filepath.Join(abs, DirName), locker: locker, log: slog.Default()}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.noCreate {
+		return s, nil
 	}
 	if err := fsx.EnsureDir(s.dir, 0o777); err != nil {
 		return nil, fmt.Errorf("blob store: %w", err)

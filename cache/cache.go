@@ -79,7 +79,11 @@ func Open(cfg config.Config, opts ...Option) (*Cache, error) {
 			o.log.Warn("could not write CACHEDIR.TAG", "err", err)
 		}
 	}
-	if c.Blobs, err = blobstore.Open(home.Root, locks, blobstore.WithLogger(o.log)); err != nil {
+	bopts := []blobstore.Option{blobstore.WithLogger(o.log)}
+	if cfg.Offline {
+		bopts = append(bopts, blobstore.WithoutCreate())
+	}
+	if c.Blobs, err = blobstore.Open(home.Root, locks, bopts...); err != nil {
 		return nil, err
 	}
 	c.Packages = materialize.New(home, locks, c.Blobs, materialize.WithLogger(o.log))

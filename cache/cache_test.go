@@ -1,0 +1,38 @@
+package cache_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/modelcache/modelcache/cache"
+	"github.com/modelcache/modelcache/config"
+)
+
+// Offline, opening a cache writes nothing (offline.md §7); online it creates
+// shared-blobs and CACHEDIR.TAG.
+func TestOpenOfflineWritesNothing(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "h")
+	cfg := config.Default()
+	cfg.Home, cfg.Offline = home, true
+	if _, err := cache.Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(home); !os.IsNotExist(err) {
+		t.Fatalf("offline open created %s (%v)", home, err)
+	}
+	cfg.Offline = false
+	c, err := cache.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{c.Home.SharedBlobs(), c.Home.CacheDirTag()} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("online open: %v", err)
+		}
+	}
+	tag, _ := os.ReadFile(c.Home.CacheDirTag())
+	if string(tag[:43]) != "Signature: 8a477f597d28d172789f06886806bc55" {
+		t.Errorf("CACHEDIR.TAG starts %q", tag[:43])
+	}
+}
