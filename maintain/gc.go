@@ -428,8 +428,18 @@ func (g *gcRun) removeBlob(ctx context.Context, se sbEntry) error {
 		return fmt.Errorf("remove blob %s: %w", se.node.Path, err)
 	}
 	g.rep.removed(Item{Kind: "blob", Path: se.node.Path, Bytes: se.node.Size})
+	// The blob's verified stamp goes with it, and counts in what was reclaimed.
+	var stampBytes int64 = -1
+	if sp, err := VerifiedStampPath(m.home, se.MD5); err == nil {
+		if fi, err := os.Lstat(sp); err == nil && fi.Mode().IsRegular() {
+			stampBytes = fi.Size()
+		}
+	}
 	if err := RemoveVerifiedStamp(m.home, se.MD5); err != nil {
 		m.log.Warn("removing verified stamp failed", "md5", se.MD5, "err", err)
+	} else if stampBytes >= 0 {
+		sp, _ := VerifiedStampPath(m.home, se.MD5)
+		g.rep.removed(Item{Kind: "verified-stamp", Path: sp, Bytes: stampBytes})
 	}
 	return nil
 }
