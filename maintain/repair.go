@@ -212,14 +212,14 @@ func (m *Maintainer) relink(ctx context.Context, pkgDir, handle, md5 string, rep
 		return &fsx.UnsafePathError{Op: "link", Path: p, Kind: kindOf(fi)}
 	}
 	target := blob
-	if rel, err := relativeTarget(filepath.Dir(p), blob); err == nil {
+	if rel, err := fsx.RelativeLinkTarget(filepath.Dir(p), blob); err == nil {
 		target = rel
 	}
-	if err := replaceSymlink(target, p); err != nil {
+	if err := fsx.ReplaceSymlink(target, p); err != nil {
 		return err
 	}
 	if same, _ := sameRealPath(p, blob); !same {
-		return replaceSymlink(blob, p)
+		return fsx.ReplaceSymlink(blob, p)
 	}
 	return nil
 }
@@ -268,44 +268,7 @@ func (m *Maintainer) relinkDependency(ctx context.Context, pkgDir string, d mani
 	if lfi, err := os.Lstat(link); err == nil && lfi.Mode()&fs.ModeSymlink == 0 {
 		return fmt.Errorf("%s is not a symlink; remove it by hand", link)
 	}
-	return replaceSymlink(d.TargetPath, link)
-}
-
-// relativeTarget computes a link text from real paths, as materialize does,
-// so that a symlinked models-cache does not make it resolve elsewhere.
-func relativeTarget(linkDir, blob string) (string, error) {
-	rd, err := filepath.EvalSymlinks(linkDir)
-	if err != nil {
-		return "", err
-	}
-	rb, err := filepath.EvalSymlinks(filepath.Dir(blob))
-	if err != nil {
-		return "", err
-	}
-	rel, err := filepath.Rel(rd, rb)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(rel, filepath.Base(blob)), nil
-}
-
-// replaceSymlink makes path a symlink to target atomically (temp link,
-// rename over); the old link's target is never touched.
-func replaceSymlink(target, path string) error {
-	tok, err := fsx.HexToken()
-	if err != nil {
-		return err
-	}
-	dir, base := filepath.Split(path)
-	tmp := filepath.Join(dir, "."+base+".link-"+tok)
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return fsx.SyncDir(dir)
+	return fsx.ReplaceSymlink(d.TargetPath, link)
 }
 
 // removeAside deletes a regular file with proven-wrong content: renamed to

@@ -575,57 +575,20 @@ func (s *Store) linkBlob(ctx context.Context, pkgDir string, d layout.Declaratio
 	}
 	target := blob
 	if !s.absoluteLinks {
-		if rel, err := relativeTarget(filepath.Dir(p), blob); err == nil {
+		if rel, err := fsx.RelativeLinkTarget(filepath.Dir(p), blob); err == nil {
 			target = rel
 		}
 	}
-	if err := replaceSymlink(target, p); err != nil {
+	if err := fsx.ReplaceSymlink(target, p); err != nil {
 		return err
 	}
 	if target != blob {
 		if same, _ := sameRealPath(p, blob); !same {
 			// The relative form does not resolve here (odd mounts): use the reference's form.
-			return replaceSymlink(blob, p)
+			return fsx.ReplaceSymlink(blob, p)
 		}
 	}
 	return nil
-}
-
-// relativeTarget computes the link text from real paths, so that a symlinked
-// models-cache or shared-blobs does not make the relative form resolve elsewhere.
-func relativeTarget(linkDir, blob string) (string, error) {
-	rd, err := filepath.EvalSymlinks(linkDir)
-	if err != nil {
-		return "", err
-	}
-	rb, err := filepath.EvalSymlinks(filepath.Dir(blob))
-	if err != nil {
-		return "", err
-	}
-	rel, err := filepath.Rel(rd, rb)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(rel, filepath.Base(blob)), nil
-}
-
-// replaceSymlink makes path a symlink to target atomically: symlink to a
-// temp name, rename over.
-func replaceSymlink(target, path string) error {
-	tok, err := fsx.HexToken()
-	if err != nil {
-		return err
-	}
-	dir, base := filepath.Split(path)
-	tmp := filepath.Join(dir, "."+base+".link-"+tok)
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return fsx.SyncDir(dir)
 }
 
 // linkDependency creates model_dependencies/<name> -> realpath(dep dir) (§11.2).
@@ -662,7 +625,7 @@ func (s *Store) linkDependency(ctx context.Context, pkgDir string, d Dependency)
 			return nil
 		}
 	}
-	return replaceSymlink(target, lp)
+	return fsx.ReplaceSymlink(target, lp)
 }
 
 func realDir(dir string) (string, error) {
