@@ -82,53 +82,120 @@ func (c *Client) loadLocalDir(ctx context.Context, dir string) (*Package, error)
 	return pkg, nil
 }
 
-func (c *Client) load(ctx context.Context, modelID string, o *loadOptions) (*Package, error) {
+// plan is what a load or a resolution needs before touching the provider.
+type plan struct {
+	runtime  negotiation.Runtime
+	key      string // "" when the request has no key (device=None)
+	keyErr   error
+	apiKey   *string
+	provider string
+}
+
+func (c *Client) plan(ctx context.Context, modelID string, o *loadOptions) (*plan, error) {
 	rt, err := c.Runtime(ctx)
-	if err != nil {
+	var inconsistent *negotiation.RuntimeIntrospectionError
+	if err != nil && !errors.As(err, &inconsistent) { // an inconsistent runtime is negotiation's to report
 		return nil, fmt.Errorf("runtime x-ray: %w", err)
 	}
-	device := c.device(o, rt)
+	if !o.deviceGiven {
+		o.neg.Device = c.defaultDevice(rt)
+	}
+	o.neg.EnvONNXExecutionProviders = c.envONNXProviders()
 	var envKey *string
 	if k := c.cfg.APIKey.Reveal(); k != "" {
 		envKey = &k
 	}
-	rreq := o.resolutionRequest(modelID, device, rt.Compatibility(), envKey, c.cfg.Offline)
-	key, _, err := autoresolve.Key(rreq)
+	p := &plan{runtime: rt}
+	rreq, err := o.resolutionRequest(modelID, rt.Compatibility(), envKey, c.cfg.Offline)
+	if err == nil {
+		p.key, _, err = autoresolve.Key(rreq)
+	}
+	p.keyErr = err
+	p.apiKey, p.provider = rreq.EffectiveAPIKey(), rreq.EffectiveProvider()
+	if err != nil {
+		// Without a key document, derive the provider and key the same way.
+		r := autoresolve.Request{Provider: o.providerName, APIKey: o.apiKey, EnvAPIKey: envKey, Offline: c.cfg.Offline}
+		p.apiKey, p.provider = r.EffectiveAPIKey(), r.EffectiveProvider()
+	}
+	return p, nil
+}
+
+// Resolution is a negotiation outcome without any download.
+type Resolution struct {
+	// Metadata is nil when the provider did not answer.
+	Metadata *metadata.ModelMetadata
+	// Report is nil when negotiation did not run.
+	Report  *negotiation.Report
+	Device  string
+	Runtime negotiation.Runtime
+	// Key is the auto-resolution key of the request ("" with device=None).
+	Key string
+}
+
+// Resolve asks the provider for modelID's packages and negotiates them for
+// this runtime, as Load would, without downloading anything. The returned
+// Resolution holds whatever was learnt even when err is not nil.
+func (c *Client) Resolve(ctx context.Context, modelID string, opts ...LoadOption) (*Resolution, error) {
+	o := defaultLoadOptions()
+	for _, f := range opts {
+		f(&o)
+	}
+	if err := layout.ValidateRemoteModelID(modelID); err != nil {
+		return nil, err
+	}
+	p, err := c.plan(ctx, modelID, &o)
 	if err != nil {
 		return nil, err
 	}
-	apiKey := rreq.EffectiveAPIKey()
-	providerName := rreq.EffectiveProvider()
-	useCache := !o.noResolution
-	if useCache {
-		pkg, err := c.fromResolutionCache(ctx, key, modelID, apiKey, o)
-		if err != nil {
-			return nil, err
-		}
-		if pkg != nil {
-			c.afterLoad(ctx, pkg, providerName, o, apiKey, nil)
-			return pkg, nil
-		}
+	res := &Resolution{Device: o.neg.Device, Runtime: p.runtime, Key: p.key}
+	res.Metadata, res.Report, err = c.negotiate(ctx, modelID, p, &o)
+	return res, err
+}
+
+// negotiate fetches metadata and negotiates.
+func (c *Client) negotiate(ctx context.Context, modelID string, p *plan, o *loadOptions) (*metadata.ModelMetadata, *negotiation.Report, error) {
+	if c.access.IsModelAccessForbidden(ctx, modelID, p.apiKey) {
+		return nil, nil, &AccessDeniedError{ModelID: modelID}
 	}
-	if c.access.IsModelAccessForbidden(ctx, modelID, apiKey) {
-		return nil, &AccessDeniedError{ModelID: modelID}
-	}
-	prov, err := c.metadataProvider(providerName, apiKey, o)
+	prov, err := c.metadataProvider(p.provider, p.apiKey, o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	preq := provider.Request{ModelID: modelID, ExtraQuery: o.extraQuery, ExtraHeaders: o.extraHeaders}
-	if apiKey != nil {
-		preq.APIKey = *apiKey
+	if p.apiKey != nil {
+		preq.APIKey = *p.apiKey
 	}
 	md, err := prov.ModelMetadata(ctx, preq)
 	if err != nil {
 		if errors.Is(err, provider.ErrUnauthorized) || errors.Is(err, provider.ErrForbidden) {
-			c.access.OnModelAccessForbidden(ctx, modelID, apiKey)
+			c.access.OnModelAccessForbidden(ctx, modelID, p.apiKey)
 		}
+		return nil, nil, err
+	}
+	rep, err := negotiation.Negotiate(md, o.neg, p.runtime)
+	return md, rep, err
+}
+
+func (c *Client) load(ctx context.Context, modelID string, o *loadOptions) (*Package, error) {
+	p, err := c.plan(ctx, modelID, o)
+	if err != nil {
 		return nil, err
 	}
-	report, err := negotiation.Negotiate(md, o.negotiationRequest(device, c.envONNXProviders()), rt)
+	if p.keyErr != nil {
+		return nil, p.keyErr
+	}
+	useCache := !o.noResolution
+	if useCache {
+		pkg, err := c.fromResolutionCache(ctx, p.key, modelID, p.apiKey, o)
+		if err != nil {
+			return nil, err
+		}
+		if pkg != nil {
+			c.afterLoad(ctx, pkg, p.provider, o, p.apiKey, nil)
+			return pkg, nil
+		}
+	}
+	md, report, err := c.negotiate(ctx, modelID, p, o)
 	if err != nil {
 		return nil, err
 	}
@@ -138,11 +205,11 @@ func (c *Client) load(ctx context.Context, modelID string, o *loadOptions) (*Pac
 	}
 	var failures []PackageFailure
 	for _, id := range selected {
-		p, _ := md.Package(id)
-		pkg, err := c.loadPackage(ctx, modelID, md, p, o, useCache, key, apiKey)
+		mp, _ := md.Package(id)
+		pkg, err := c.loadPackage(ctx, modelID, md, mp, o, useCache, p.key, p.apiKey)
 		if err == nil {
 			pkg.Report = report
-			c.afterLoad(ctx, pkg, providerName, o, apiKey, md)
+			c.afterLoad(ctx, pkg, p.provider, o, p.apiKey, md)
 			return pkg, nil
 		}
 		if ctx.Err() != nil {
@@ -154,13 +221,13 @@ func (c *Client) load(ctx context.Context, modelID string, o *loadOptions) (*Pac
 	return nil, &AllPackagesFailedError{ModelID: modelID, Failures: failures}
 }
 
-func (c *Client) device(o *loadOptions, rt negotiation.Runtime) string {
-	switch {
-	case o.device != "":
-		return o.device
-	case c.cfg.DefaultDevice != "":
-		return c.cfg.DefaultDevice
-	case len(rt.GPUDevices) > 0:
+// defaultDevice is the loader's default: DEFAULT_DEVICE, else cuda when the
+// runtime lists a GPU, else cpu.
+func (c *Client) defaultDevice(rt negotiation.Runtime) string {
+	if d := strings.TrimSpace(c.cfg.DefaultDevice); d != "" {
+		return d
+	}
+	if len(rt.GPUDevices) > 0 {
 		return "cuda"
 	}
 	return "cpu"
@@ -185,9 +252,9 @@ func (c *Client) loadPackage(ctx context.Context, modelID string, md *metadata.M
 		}
 		for _, d := range md.ModelDependencies {
 			dopts := *o
-			dopts.packageID = d.ModelPackageID
+			dopts.neg.ModelPackageID = d.ModelPackageID
 			dopts.allowDependency = false
-			dopts.backends, dopts.quantization, dopts.batch = nil, nil, nil
+			dopts.neg.Backends, dopts.neg.Quantization, dopts.neg.BatchSize = nil, nil, nil
 			dp, err := c.load(ctx, d.ModelID, &dopts)
 			if err != nil {
 				return nil, fmt.Errorf("dependency %q (%s): %w", d.Name, d.ModelID, err)
@@ -363,7 +430,7 @@ func (c *Client) fromResolutionCache(ctx context.Context, key, modelID string, a
 	if e.ModelID != modelID {
 		return invalidate("model id differs")
 	}
-	if e.TrustedSource != nil && !*e.TrustedSource && !o.allowUntrusted {
+	if e.TrustedSource != nil && !*e.TrustedSource && !o.neg.AllowUntrustedPackages {
 		return nil, nil
 	}
 	if e.CacheModelID == nil || e.CanonicalModelID == nil || strings.TrimSpace(*e.CacheModelID) == "" || strings.TrimSpace(*e.CanonicalModelID) == "" {

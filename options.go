@@ -1,79 +1,82 @@
 package modelcache
 
 import (
+	"errors"
 	"time"
 
 	"github.com/modelcache/modelcache/autoresolve"
 	"github.com/modelcache/modelcache/negotiation"
+	"github.com/modelcache/modelcache/pyjson"
 )
 
 // LoadOption sets one from_pretrained parameter.
 type LoadOption func(*loadOptions)
 
 type loadOptions struct {
-	packageID        *string
-	backends         []string
-	batch            *batchSize
-	quantization     []string
-	device           string
-	onnxProviders    []autoresolve.ExecutionProvider
-	providerName     string
-	apiKey           *string
-	noResolution     bool
-	allowUntrusted   bool
-	noVerifyHash     bool
-	withoutHash      bool
-	lockTimeout      time.Duration
-	maxAttempts      int
-	progress         ProgressSink
-	extraQuery       [][2]string
-	extraHeaders     map[string]string
-	allowDependency  bool
-	nmsPreferences   any
-	trtHostCodeAllow bool
-}
+	// neg holds every negotiation argument; the resolution key is derived
+	// from it too, so the two can never disagree.
+	neg negotiation.Request
+	// deviceGiven: neg.Device was chosen by the caller ("" then means None).
+	deviceGiven bool
 
-type batchSize struct {
-	lo, hi int
-	rng    bool
+	providerName    string
+	apiKey          *string
+	noResolution    bool
+	noVerifyHash    bool
+	withoutHash     bool
+	lockTimeout     time.Duration
+	maxAttempts     int
+	progress        ProgressSink
+	extraQuery      [][2]string
+	extraHeaders    map[string]string
+	allowDependency bool
 }
 
 func defaultLoadOptions() loadOptions {
-	return loadOptions{providerName: "roboflow", allowDependency: true, trtHostCodeAllow: true}
+	return loadOptions{providerName: "roboflow", allowDependency: true}
+}
+
+// WithNegotiationRequest sets every negotiation argument at once (a request
+// document in the NEGOTIATION.md schema); later options override its fields.
+// deviceGiven tells whether req.Device was chosen ("" then means device=None).
+func WithNegotiationRequest(req negotiation.Request, deviceGiven bool) LoadOption {
+	return func(o *loadOptions) { o.neg, o.deviceGiven = req, deviceGiven }
 }
 
 // WithPackageID loads exactly this package (no negotiation).
-func WithPackageID(id string) LoadOption { return func(o *loadOptions) { o.packageID = &id } }
+func WithPackageID(id string) LoadOption { return func(o *loadOptions) { o.neg.ModelPackageID = &id } }
 
 // WithBackends restricts negotiation to these backends (onnx, trt, torch, …).
 func WithBackends(b ...string) LoadOption {
-	return func(o *loadOptions) { o.backends = append([]string{}, b...) }
+	return func(o *loadOptions) { o.neg.Backends = append([]string{}, b...) }
 }
 
 // WithBatchSize requests a fixed batch size.
 func WithBatchSize(n int) LoadOption {
-	return func(o *loadOptions) { o.batch = &batchSize{lo: n, hi: n} }
+	return func(o *loadOptions) { o.neg.BatchSize = negotiation.ExactBatchSize(n) }
 }
 
 // WithBatchSizeRange requests a batch size range [lo, hi].
 func WithBatchSizeRange(lo, hi int) LoadOption {
-	return func(o *loadOptions) { o.batch = &batchSize{lo: lo, hi: hi, rng: true} }
+	return func(o *loadOptions) { o.neg.BatchSize = negotiation.BatchSizeRange(lo, hi) }
 }
 
 // WithQuantization restricts negotiation to these quantizations (fp32, fp16, …).
 func WithQuantization(q ...string) LoadOption {
-	return func(o *loadOptions) { o.quantization = append([]string{}, q...) }
+	return func(o *loadOptions) { o.neg.Quantization = append([]string{}, q...) }
 }
 
 // WithDevice sets the torch-style device ("cpu", "cuda", "cuda:0", …).
-func WithDevice(d string) LoadOption { return func(o *loadOptions) { o.device = d } }
+func WithDevice(d string) LoadOption {
+	return func(o *loadOptions) { o.neg.Device, o.deviceGiven = d, true }
+}
 
 // WithONNXExecutionProviders sets the ONNX Runtime execution providers, in order.
 func WithONNXExecutionProviders(names ...string) LoadOption {
 	return func(o *loadOptions) {
-		o.onnxProviders = nil
+		o.neg.ONNXExecutionProviders = nil
 		for _, n := range names {
-			o.onnxProviders = append(o.onnxProviders, autoresolve.ExecutionProvider{Name: n})
+			o.neg.ONNXExecutionProviders = append(o.neg.ONNXExecutionProviders, autoresolve.ExecutionProvider{Name: n})
 		}
 	}
 }
@@ -91,7 +94,9 @@ func WithAPIKey(key string) LoadOption { return func(o *loadOptions) { o.apiKey 
 func WithoutAutoResolutionCache() LoadOption { return func(o *loadOptions) { o.noResolution = true } }
 
 // AllowUntrustedPackages accepts packages whose trusted_source is false.
-func AllowUntrustedPackages() LoadOption { return func(o *loadOptions) { o.allowUntrusted = true } }
+func AllowUntrustedPackages() LoadOption {
+	return func(o *loadOptions) { o.neg.AllowUntrustedPackages = true }
+}
 
 // WithoutHashVerification sets verify_hash_while_download=False. Blobs are
 // still published only under their verified MD5; the flag only enters the
@@ -125,66 +130,59 @@ func WithExtraHeaders(h map[string]string) LoadOption {
 func WithoutDependencyModels() LoadOption { return func(o *loadOptions) { o.allowDependency = false } }
 
 // WithNMSFusionPreferences sets nms_fusion_preferences (nil, bool or a *pyjson.Object).
-func WithNMSFusionPreferences(v any) LoadOption { return func(o *loadOptions) { o.nmsPreferences = v } }
+func WithNMSFusionPreferences(v any) LoadOption {
+	return func(o *loadOptions) { o.neg.NMSFusionPreferences = v }
+}
 
 // DisallowTRTEngineHostCode sets trt_engine_host_code_allowed=False.
 func DisallowTRTEngineHostCode() LoadOption {
-	return func(o *loadOptions) { o.trtHostCodeAllow = false }
+	return func(o *loadOptions) { o.neg.DisallowTRTEngineHostCode = true }
 }
 
-func (o *loadOptions) negotiationRequest(device string, envProviders []string) negotiation.Request {
-	r := negotiation.Request{
-		ModelPackageID:            o.packageID,
-		Backends:                  o.backends,
-		Quantization:              o.quantization,
-		Device:                    device,
-		ONNXExecutionProviders:    o.onnxProviders,
-		AllowUntrustedPackages:    o.allowUntrusted,
-		DisallowTRTEngineHostCode: !o.trtHostCodeAllow,
-		NMSFusionPreferences:      o.nmsPreferences,
-		EnvONNXExecutionProviders: envProviders,
-	}
-	if o.batch != nil {
-		if o.batch.rng {
-			r.BatchSize = negotiation.BatchSizeRange(o.batch.lo, o.batch.hi)
-		} else {
-			r.BatchSize = negotiation.ExactBatchSize(o.batch.lo)
-		}
-	}
-	return r
-}
+// errNoDevice: device=None has no resolution key (the reference needs a device).
+var errNoDevice = errors.New("device=None has no resolution key")
 
-func (o *loadOptions) resolutionRequest(modelID, device string, rc autoresolve.RuntimeCompatibility, envKey *string, offline bool) autoresolve.Request {
-	r := autoresolve.NewRequest(modelID, device)
+// resolutionRequest is the 23-key document of this load (on-disk contract §8.1).
+func (o *loadOptions) resolutionRequest(modelID string, rc autoresolve.RuntimeCompatibility, envKey *string, offline bool) (autoresolve.Request, error) {
+	n := o.neg
+	if n.Device == "" {
+		return autoresolve.Request{}, errNoDevice
+	}
+	r := autoresolve.NewRequest(modelID, n.Device)
 	r.Provider = o.providerName
-	r.ModelPackageID = o.packageID
-	r.Backends = o.backends
-	r.Quantization = o.quantization
-	r.ONNXExecutionProviders = o.onnxProviders
-	r.AllowUntrustedPackages = o.allowUntrusted
-	r.TRTEngineHostCodeAllowed = o.trtHostCodeAllow
+	r.ModelPackageID = n.ModelPackageID
+	r.Backends = n.Backends
+	r.Quantization = n.Quantization
+	r.ONNXExecutionProviders = n.ONNXExecutionProviders
+	r.AllowUntrustedPackages = n.AllowUntrustedPackages
+	r.TRTEngineHostCodeAllowed = !n.DisallowTRTEngineHostCode
+	r.NMSFusionPreferences = n.NMSFusionPreferences
 	r.AllowLoadingDependencyModels = o.allowDependency
-	r.NMSFusionPreferences = o.nmsPreferences
 	r.VerifyHashWhileDownload = !o.noVerifyHash
 	r.DownloadFilesWithoutHash = o.withoutHash
 	if o.maxAttempts > 0 {
-		n := int64(o.maxAttempts)
-		r.MaxPackageLoadingAttempts = &n
+		m := int64(o.maxAttempts)
+		r.MaxPackageLoadingAttempts = &m
 	}
 	for _, kv := range o.extraQuery {
 		r.WeightsProviderExtraQueryParams = append(r.WeightsProviderExtraQueryParams, autoresolve.QueryParam{Name: kv[0], Value: kv[1]})
 	}
 	r.WeightsProviderExtraHeaders = o.extraHeaders
-	if o.batch != nil {
-		if o.batch.rng {
-			r.BatchSize = autoresolve.BatchSizeRange(int64(o.batch.lo), int64(o.batch.hi))
-		} else {
-			r.BatchSize = autoresolve.FixedBatchSize(int64(o.batch.lo))
+	if n.BatchSize != nil {
+		lo, hi, err := n.BatchSize.Parse()
+		if err != nil {
+			return autoresolve.Request{}, err
+		}
+		switch n.BatchSize.Value().(type) {
+		case []any, pyjson.Tuple:
+			r.BatchSize = autoresolve.BatchSizeRange(lo, hi)
+		default:
+			r.BatchSize = autoresolve.FixedBatchSize(lo)
 		}
 	}
 	r.RuntimeCompatibility = rc
 	r.APIKey = o.apiKey
 	r.EnvAPIKey = envKey
 	r.Offline = offline
-	return r
+	return r, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/negotiation"
 	"github.com/modelcache/modelcache/registry"
 )
 
@@ -98,13 +96,9 @@ func (f *loadFlags) clientOptions() ([]modelcache.Option, error) {
 	if f.runtimeFile == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(f.runtimeFile)
+	rt, err := readRuntimeFile(f.runtimeFile)
 	if err != nil {
-		return nil, fmt.Errorf("--runtime: %w", err)
-	}
-	var rt negotiation.Runtime
-	if err := json.Unmarshal(b, &rt); err != nil {
-		return nil, fmt.Errorf("--runtime %s: not a runtime JSON document: %w", f.runtimeFile, err)
+		return nil, err
 	}
 	return []modelcache.Option{modelcache.WithRuntime(rt)}, nil
 }

@@ -14,12 +14,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/autoresolve"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/negotiation"
 	"github.com/modelcache/modelcache/provider"
-	"github.com/modelcache/modelcache/provider/roboflow"
-	"github.com/modelcache/modelcache/xray"
 )
 
 // resolveFlags are the command-line negotiation arguments.
@@ -118,42 +117,35 @@ func runResolve(cmd *cobra.Command, cfg *config.Config, modelID string, fl *reso
 	if err != nil {
 		return err
 	}
+	copts := []modelcache.Option{modelcache.WithLogger(logger)}
 	runtimeSrc := "x-ray of this host"
-	var rt negotiation.Runtime
 	if fl.runtimeFile != "" {
-		if rt, err = readRuntimeFile(fl.runtimeFile); err != nil {
+		rt, err := readRuntimeFile(fl.runtimeFile)
+		if err != nil {
 			return err
 		}
+		copts = append(copts, modelcache.WithRuntime(rt))
 		runtimeSrc = fl.runtimeFile
-	} else {
-		opts := xray.OptionsFromConfig(*cfg)
-		opts.Logger = logger
-		xr, xerr := xray.Probe(ctx, opts)
-		var ri *negotiation.RuntimeIntrospectionError
-		if xerr != nil && !errors.As(xerr, &ri) { // the consistency rule is negotiation's to raise
-			return fmt.Errorf("runtime x-ray: %w", xerr)
-		}
-		rt = xr.Facts
 	}
-	if !deviceSet {
-		req.Device = defaultDevice(cfg, rt)
+	client, err := modelcache.New(*cfg, copts...)
+	if err != nil {
+		return err
 	}
-
-	client := roboflow.New(roboflow.Options{
-		APIHost: cfg.APIHost, APIKey: cfg.APIKey.Reveal(), Timeout: cfg.APITimeout, MaxTries: cfg.APIMaxTries,
-		RetryCodes: cfg.RetryCodes, SecureGateway: cfg.SecureGateway, Offline: cfg.Offline, Logger: logger,
-	})
-	md, rep, nerr := negotiation.Resolve(ctx, client, provider.Request{ModelID: modelID}, req, rt)
+	r, nerr := client.Resolve(ctx, modelID, modelcache.WithNegotiationRequest(req, deviceSet))
+	if r == nil {
+		return nerr
+	}
 
 	res := resolveResult{ModelID: modelID, Selected: []string{}, Candidates: []resolveCandidate{}, Notes: []string{}}
-	if req.Device != "" {
-		d := req.Device
+	if r.Device != "" {
+		d := r.Device
 		res.Device = &d
 	}
-	if md != nil {
-		id := md.ModelID
+	if r.Metadata != nil {
+		id := r.Metadata.ModelID
 		res.CanonicalModelID = &id
 	}
+	rep := r.Report
 	if rep != nil {
 		res.Selected = append(res.Selected, rep.Selected...)
 		res.Notes = append(res.Notes, rep.Notes...)
@@ -161,10 +153,8 @@ func runResolve(cmd *cobra.Command, cfg *config.Config, modelID string, fl *reso
 			res.Candidates = append(res.Candidates, candidate(v, fl.explain))
 		}
 	}
-	if key, kerr := resolutionKey(cfg, modelID, req, rt); kerr == nil {
-		res.ResolutionKey = &key
-	} else {
-		logger.Debug("no resolution key", "reason", kerr.Error())
+	if r.Key != "" {
+		res.ResolutionKey = &r.Key
 	}
 	if nerr != nil {
 		res.Error = &resolveError{Type: errorClass(nerr), Message: errorMessage(nerr)}
@@ -303,52 +293,6 @@ func readRuntimeFile(path string) (negotiation.Runtime, error) {
 		return rt, fmt.Errorf("--runtime %s: %w", path, err)
 	}
 	return rt, nil
-}
-
-// defaultDevice is the loader's default: DEFAULT_DEVICE, else cuda when the
-// runtime lists a GPU, else cpu.
-func defaultDevice(cfg *config.Config, rt negotiation.Runtime) string {
-	if d := strings.TrimSpace(cfg.DefaultDevice); d != "" {
-		return d
-	}
-	if len(rt.GPUDevices) > 0 {
-		return "cuda"
-	}
-	return "cpu"
-}
-
-// resolutionKey is the auto-resolution cache key of this request
-// (on-disk-contract §8.1); it needs a device and a valid batch request.
-func resolutionKey(cfg *config.Config, modelID string, req negotiation.Request, rt negotiation.Runtime) (string, error) {
-	if req.Device == "" {
-		return "", errors.New("device=None has no resolution key")
-	}
-	ar := autoresolve.NewRequest(modelID, req.Device)
-	ar.ModelPackageID = req.ModelPackageID
-	ar.Backends = req.Backends
-	ar.Quantization = req.Quantization
-	ar.ONNXExecutionProviders = req.ONNXExecutionProviders
-	ar.AllowUntrustedPackages = req.AllowUntrustedPackages
-	ar.TRTEngineHostCodeAllowed = !req.DisallowTRTEngineHostCode
-	ar.NMSFusionPreferences = req.NMSFusionPreferences
-	ar.RuntimeCompatibility = rt.Compatibility()
-	ar.Offline = cfg.Offline
-	if k := cfg.APIKey.Reveal(); k != "" {
-		ar.EnvAPIKey = &k
-	}
-	if req.BatchSize != nil {
-		lo, hi, err := req.BatchSize.Parse()
-		if err != nil {
-			return "", err
-		}
-		if _, isRange := req.BatchSize.Value().([]any); isRange {
-			ar.BatchSize = autoresolve.BatchSizeRange(lo, hi)
-		} else {
-			ar.BatchSize = autoresolve.FixedBatchSize(lo)
-		}
-	}
-	key, _, err := autoresolve.Key(ar)
-	return key, err
 }
 
 // errorClass names the reference exception class of err.
