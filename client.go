@@ -25,6 +25,7 @@ import (
 	"github.com/modelcache/modelcache/negotiation"
 	"github.com/modelcache/modelcache/provider"
 	"github.com/modelcache/modelcache/provider/roboflow"
+	"github.com/modelcache/modelcache/xray"
 )
 
 // Client loads models into one cache. It is safe for concurrent use; create
@@ -95,7 +96,11 @@ func New(cfg config.Config, opts ...Option) (*Client, error) {
 		c.http = newHTTPClient(cfg)
 	}
 	if c.probe == nil {
-		c.probe = defaultProbe(cfg)
+		c.probe = defaultProbe(cfg, func() xray.Options {
+			o := xray.OptionsFromConfig(cfg)
+			o.Logger = c.log
+			return o
+		})
 	}
 	if c.cache, err = cache.Open(cfg, cache.WithLogger(c.log), cache.WithClock(c.now)); err != nil {
 		return nil, err
