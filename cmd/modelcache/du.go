@@ -15,8 +15,9 @@ import (
 func newDuCmd(cfg *config.Config) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "du [--json]",
-		Short: "Show disk usage of the cache by category (blobs, package files, entries, temps)",
+		Use:     "du [--json]",
+		Example: "  modelcache du\n  modelcache du --json | jq .total_bytes",
+		Short:   "Show disk usage of the cache by category (blobs, package files, entries, temps)",
 		Long: "Every byte under the cache root in exactly one category; the total equals\n" +
 			"`du -sb $INFERENCE_HOME` (apparent sizes, symlinks not followed, hard links once).\n" +
 			"Blobs are split into unique (one package links them), shared (several) and\n" +

@@ -116,8 +116,9 @@ func newLsCmd(cfg *config.Config) *cobra.Command {
 	var asJSON bool
 	var sortBy string
 	cmd := &cobra.Command{
-		Use:   "ls [--sort name|size|last-used] [--json]",
-		Short: "List cached models and packages with sizes, sharing, last use and state",
+		Use:     "ls [--sort name|size|last-used] [--json]",
+		Example: "  modelcache ls\n  modelcache ls --sort size\n  modelcache ls --json | jq '.models[].packages[] | {package_id, state}'",
+		Short:   "List cached models and packages with sizes, sharing, last use and state",
 		Long: "List every model cache root and its packages: size on disk (package dir plus the\n" +
 			"blobs it links to; bytes as `du -b` counts them), bytes shared with other\n" +
 			"packages, last successful load, and state (complete, partial: no manifest yet,\n" +

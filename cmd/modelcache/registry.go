@@ -20,8 +20,9 @@ import (
 // (docs/registry.md). The logic lives in package registry.
 func newRegistryCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "registry",
-		Short: "Serve or inspect a model registry directory (weights API + files)",
+		Use:     "registry",
+		Example: "  modelcache registry serve --root examples/registry --listen 127.0.0.1:8080\n  modelcache registry ls --root examples/registry",
+		Short:   "Serve or inspect a model registry directory (weights API + files)",
 		Long: "A registry directory holds models, their packages and files (docs/registry.md).\n" +
 			"`serve` publishes it through the weights API that the Roboflow clients use;\n" +
 			"`ls` lists what it holds.",
@@ -37,8 +38,9 @@ func newRegistryServeCmd() *cobra.Command {
 		urlTTL, shutdown                   time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "serve --root DIR [--listen 127.0.0.1:8080]",
-		Short: "Serve a registry directory over HTTP",
+		Use:     "serve --root DIR [--listen 127.0.0.1:8080]",
+		Example: "  modelcache registry serve --root examples/registry\n  modelcache registry serve --root /srv/models --listen 0.0.0.0:8080 --public-url https://models.example.internal",
+		Short:   "Serve a registry directory over HTTP",
 		Long: "Serves GET /models/v1/external/weights, the package files (/files/...,\n" +
 			"with HEAD, Range, ETag), /healthz and /metrics. The registry is validated\n" +
 			"and hashed at start-up; bad content stops the server before it listens.\n" +
@@ -100,9 +102,10 @@ func newRegistryLsCmd() *cobra.Command {
 	var root string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "ls --root DIR [--json]",
-		Short: "List the models, packages and files of a registry directory",
-		Args:  cobra.NoArgs,
+		Use:     "ls --root DIR [--json]",
+		Example: "  modelcache registry ls --root examples/registry\n  modelcache registry ls --root examples/registry --json",
+		Short:   "List the models, packages and files of a registry directory",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if root == "" {
 				return errors.New("--root is required")

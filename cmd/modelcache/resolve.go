@@ -73,7 +73,7 @@ func newResolveCmd(cfg *config.Config) *cobra.Command {
 	f.StringVar(&fl.onnxProviders, "onnx-providers", "", "ONNX execution providers to use, comma-separated, primary first (default: auto)")
 	f.StringVar(&fl.packageID, "package-id", "", "select this package id (skips every filter but trust)")
 	f.BoolVar(&fl.allowUntrust, "allow-untrusted", false, "accept packages not marked as trusted")
-	f.StringVar(&fl.runtimeFile, "runtime", "", "runtime JSON file replacing this host's x-ray (`modelcache xray --json` writes one)")
+	f.StringVar(&fl.runtimeFile, "runtime", "", "runtime JSON file replacing this host's x-ray (modelcache xray --json writes one)")
 	f.StringVar(&fl.requestFile, "request", "", "request JSON file (compat/NEGOTIATION.md schema); flags override it")
 	f.BoolVar(&fl.explain, "explain", false, "print every package with its verdict, reason and rank")
 	f.BoolVar(&fl.asJSON, "json", false, "print the result as JSON")

@@ -12,9 +12,10 @@ import (
 func newVersionCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "version",
-		Short: "Print the version, Go version and module path",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Example: "  modelcache version\n  modelcache version --json",
+		Short:   "Print the version, Go version and module path",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			info := version.Get()
 			out := cmd.OutOrStdout()

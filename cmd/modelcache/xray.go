@@ -17,8 +17,9 @@ import (
 func newXrayCmd(cfg *config.Config) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "xray [--json]",
-		Short: "Print the runtime facts used to choose model packages (GPUs, CUDA, TensorRT, ONNX Runtime, ...)",
+		Use:     "xray [--json]",
+		Example: "  modelcache xray\n  modelcache xray --json > this-host.json   # reuse with pull/resolve --runtime on another machine",
+		Short:   "Print the runtime facts used to choose model packages (GPUs, CUDA, TensorRT, ONNX Runtime, ...)",
 		Long: "Inspect this host the way inference-models' runtime x-ray does: GPUs and compute\n" +
 			"capability, NVIDIA driver, CUDA, TensorRT, Jetson module and L4T, OS version, ONNX\n" +
 			"Runtime and its execution providers, torch/transformers/TensorRT Python packages.\n" +
