@@ -90,6 +90,10 @@ type Hooks struct {
 	Construct func(ctx context.Context, packageDir string) error
 	// Published runs after the manifest write (auto-resolution registration).
 	Published func(ctx context.Context, r *Result) error
+	// EnsureBlobs, if set, publishes every missing blob in one call (a
+	// parallel, resumable download engine); otherwise each missing blob is
+	// streamed through the FetchFunc into the blob store.
+	EnsureBlobs func(ctx context.Context, missing []layout.Artefact) error
 }
 
 // Result describes a materialized package.
@@ -178,10 +182,10 @@ func (s *Store) Materialize(ctx context.Context, req Request, fetch FetchFunc, h
 			return nil, err
 		}
 	}
-	if err := s.fetchAll(ctx, pkgDir, decls, req.Artefacts, fetch); err != nil {
+	if err := s.fetchAll(ctx, pkgDir, decls, req.Artefacts, fetch, hooks.EnsureBlobs); err != nil {
 		return nil, err
 	}
-	arts, err := s.verifyFiles(ctx, pkgDir, decls, req.Artefacts, fetch)
+	arts, err := s.verifyFiles(ctx, pkgDir, decls, req.Artefacts, fetch, hooks.EnsureBlobs)
 	if err != nil {
 		return nil, err
 	}
@@ -300,12 +304,27 @@ func artefactFor(arts []layout.Artefact, handle string) layout.Artefact {
 
 // fetchAll is step 5: MD5 artefacts into shared-blobs, then unhashed ones into
 // the package dir; existing targets are skipped without hashing. Then links.
-func (s *Store) fetchAll(ctx context.Context, pkgDir string, decls []layout.Declaration, arts []layout.Artefact, fetch FetchFunc) error {
+func (s *Store) fetchAll(ctx context.Context, pkgDir string, decls []layout.Declaration, arts []layout.Artefact, fetch FetchFunc,
+	ensure func(context.Context, []layout.Artefact) error) error {
+	var missing []layout.Artefact
 	for _, d := range decls {
 		if d.Storage != layout.StorageSharedBlob {
 			continue
 		}
-		if err := s.fetchBlob(ctx, d, artefactFor(arts, d.FileHandle), fetch); err != nil {
+		if ensure == nil {
+			if err := s.fetchBlob(ctx, d, artefactFor(arts, d.FileHandle), fetch); err != nil {
+				return err
+			}
+			continue
+		}
+		if ok, err := s.blobs.Has(d.MD5Hash); err != nil {
+			return err
+		} else if !ok {
+			missing = append(missing, artefactFor(arts, d.FileHandle))
+		}
+	}
+	if len(missing) > 0 {
+		if err := ensure(ctx, missing); err != nil {
 			return err
 		}
 	}
@@ -435,7 +454,8 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // verifyFiles is step 6: re-hash everything. A blob that fails is repaired
 // once (renamed aside, deleted, fetched again), an improvement the reference
 // cannot see. It returns the full artefact identities (SHA-256 of unhashed files).
-func (s *Store) verifyFiles(ctx context.Context, pkgDir string, decls []layout.Declaration, arts []layout.Artefact, fetch FetchFunc) ([]manifest.Artifact, error) {
+func (s *Store) verifyFiles(ctx context.Context, pkgDir string, decls []layout.Declaration, arts []layout.Artefact, fetch FetchFunc,
+	ensure func(context.Context, []layout.Artefact) error) ([]manifest.Artifact, error) {
 	out := declaredArtifacts(decls)
 	for i, d := range decls {
 		p, err := layout.HandlePath(pkgDir, d.FileHandle)
@@ -445,12 +465,17 @@ func (s *Store) verifyFiles(ctx context.Context, pkgDir string, decls []layout.D
 		switch {
 		case d.Storage == layout.StorageSharedBlob:
 			err := s.verifyBlobLink(ctx, p, d)
-			if err != nil && fetch != nil && isContentError(err) {
+			if err != nil && (fetch != nil || ensure != nil) && isContentError(err) {
 				s.log.Warn("blob failed verification; repairing", "md5", d.MD5Hash, "handle", d.FileHandle, "err", err)
 				if _, rerr := s.blobs.Repair(ctx, d.MD5Hash); rerr != nil {
 					return nil, fmt.Errorf("repair blob %s: %w (after: %v)", d.MD5Hash, rerr, err)
 				}
-				if err = s.fetchBlob(ctx, d, artefactFor(arts, d.FileHandle), fetch); err == nil {
+				if ensure != nil {
+					err = ensure(ctx, []layout.Artefact{artefactFor(arts, d.FileHandle)})
+				} else {
+					err = s.fetchBlob(ctx, d, artefactFor(arts, d.FileHandle), fetch)
+				}
+				if err == nil {
 					if err = s.linkBlob(ctx, pkgDir, d); err == nil {
 						err = s.verifyBlobLink(ctx, p, d)
 					}

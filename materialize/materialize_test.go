@@ -498,3 +498,42 @@ func TestVerifyPackage(t *testing.T) {
 		t.Error("missing blob not reported")
 	}
 }
+
+// With an EnsureBlobs hook, every missing blob is handed over in one call
+// (the download engine fetches them in parallel); present blobs are not.
+func TestEnsureBlobsHook(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, t.TempDir())
+	f := newFixture()
+	var calls [][]string
+	ensure := func(ctx context.Context, missing []layout.Artefact) error {
+		var names []string
+		for _, a := range missing {
+			names = append(names, a.FileHandle)
+			if _, err := e.blobs.Put(ctx, a.MD5, bytes.NewReader(f.files[a.FileHandle]), int64(len(f.files[a.FileHandle]))); err != nil {
+				return err
+			}
+		}
+		calls = append(calls, names)
+		return nil
+	}
+	res, err := e.store.Materialize(ctx, request(f, true), f.fetch, materialize.Hooks{EnsureBlobs: ensure})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || len(calls[0]) != 4 {
+		t.Fatalf("EnsureBlobs calls: %v, want one call with the 4 hashed files", calls)
+	}
+	if f.fetches.Load() != 1 { // only the unhashed file streams through FetchFunc
+		t.Errorf("FetchFunc used %d times", f.fetches.Load())
+	}
+	if _, err := e.store.VerifyPackage(ctx, res.PackageDir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Materialize(ctx, request(f, true), f.fetch, materialize.Hooks{EnsureBlobs: ensure}); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 {
+		t.Errorf("EnsureBlobs called again although every blob is present: %v", calls)
+	}
+}
