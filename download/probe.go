@@ -1,0 +1,71 @@
+package download
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// probeResult is what a HEAD told us about a file.
+type probeResult struct {
+	url    string // after redirects
+	size   int64  // -1 unknown
+	etag   string // strong ETag, for If-Range
+	ranges bool   // Accept-Ranges: bytes with a known size
+}
+
+// probe sends HEAD (following redirects, download.md §2.4) with the API
+// timeout, retrying connection errors and retryable statuses. Whatever fails
+// is swallowed: the file is then fetched as one stream, whose response
+// tells the rest.
+func (e *Engine) probe(ctx context.Context, raw string) probeResult {
+	pr := probeResult{url: raw, size: -1}
+	t := e.tune
+	for try := 1; try <= t.MaxStatusTries; try++ {
+		wait := backoff(t.BackoffUnit, 1)
+		hctx, cancel := context.WithTimeout(ctx, t.HeadTimeout)
+		req, err := http.NewRequestWithContext(hctx, http.MethodHead, raw, nil)
+		if err != nil {
+			cancel()
+			return pr
+		}
+		req.Header.Set("Accept-Encoding", "identity")
+		resp, err := e.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			cancel()
+			code := resp.StatusCode
+			if code >= 200 && code < 300 {
+				pr.url = resp.Request.URL.String()
+				if resp.ContentLength >= 0 && resp.Header.Get("Content-Length") != "" {
+					pr.size = resp.ContentLength
+					pr.ranges = acceptsRanges(resp.Header)
+				}
+				if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+					pr.etag = et
+				}
+				return pr
+			}
+			if !t.retryable(code) {
+				e.log.Debug("HEAD failed; fetching as one stream", "url", SafeURL(raw), "status", code)
+				return pr
+			}
+			if ra, ok := retryAfter(resp.Header, time.Now(), t.MaxRetryAfter); ok {
+				wait = ra
+			}
+		} else {
+			cancel()
+			if ctx.Err() != nil {
+				return pr
+			}
+			e.log.Debug("HEAD failed", "url", SafeURL(raw), "err", scrubURLError(err, SafeURL(raw)).Error())
+		}
+		if try < t.MaxStatusTries {
+			if sleepCtx(ctx, wait) != nil {
+				return pr
+			}
+		}
+	}
+	return pr
+}
