@@ -20,6 +20,7 @@ import (
 
 	"github.com/modelcache/modelcache/cache"
 	"github.com/modelcache/modelcache/config"
+	"github.com/modelcache/modelcache/download"
 	"github.com/modelcache/modelcache/layout"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/negotiation"
@@ -39,6 +40,7 @@ type Client struct {
 	log       *slog.Logger
 	now       func() time.Time
 	fetcher   Fetcher
+	observer  download.Observer
 
 	probe       func(ctx context.Context) (negotiation.Runtime, error)
 	runtimeOnce sync.Once
@@ -81,6 +83,10 @@ func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = n
 // WithFetcher replaces the downloader.
 func WithFetcher(f Fetcher) Option { return func(c *Client) { c.fetcher = f } }
 
+// WithDownloadObserver receives download progress events (the CLI draws
+// bars from them; download.JSONLines gives a machine-readable stream).
+func WithDownloadObserver(o download.Observer) Option { return func(c *Client) { c.observer = o } }
+
 // New opens the cache at cfg.Home and returns a Client.
 func New(cfg config.Config, opts ...Option) (*Client, error) {
 	c := &Client{cfg: cfg, access: AllowAll{}, log: slog.Default(), now: time.Now}
@@ -93,7 +99,7 @@ func New(cfg config.Config, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.http == nil {
-		c.http = newHTTPClient(cfg)
+		c.http = download.NewClient(download.TransportOptionsFrom(cfg))
 	}
 	if c.probe == nil {
 		c.probe = defaultProbe(cfg, func() xray.Options {
@@ -106,7 +112,15 @@ func New(cfg config.Config, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	if c.fetcher == nil {
-		c.fetcher = newHTTPFetcher(c.http, cfg)
+		eopts := []download.Option{download.WithLogger(c.log), download.WithHTTPClient(c.http)}
+		if c.observer != nil {
+			eopts = append(eopts, download.WithObserver(c.observer))
+		}
+		e, err := download.New(cfg, c.cache.Blobs, c.cache.Locks, eopts...)
+		if err != nil {
+			return nil, err
+		}
+		c.fetcher = &engineFetcher{e: e, offline: cfg.Offline}
 	}
 	return c, nil
 }

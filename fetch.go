@@ -4,107 +4,65 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 
-	"github.com/modelcache/modelcache/config"
+	"github.com/modelcache/modelcache/download"
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/layout"
 	"github.com/modelcache/modelcache/materialize"
 )
 
-// ProgressEvent reports download progress of one file.
-type ProgressEvent struct {
-	Handle string
-	// Bytes done so far and Total (-1 when unknown).
-	Bytes, Total int64
-	Phase        string // "download", "done"
-}
-
-// ProgressSink receives progress events; it must be cheap and concurrency-safe.
-type ProgressSink interface{ Progress(ProgressEvent) }
-
-// Fetcher turns artefact URLs into byte streams for materialization.
+// Fetcher puts package bytes in place: hashed artefacts as verified blobs
+// (EnsureBlobs), unhashed ones as a byte stream for the package dir (Fetch).
 type Fetcher interface {
-	FetchFunc(progress ProgressSink) materialize.FetchFunc
+	Fetch(ctx context.Context, a layout.Artefact) (io.ReadCloser, int64, error)
+	EnsureBlobs(ctx context.Context, missing []layout.Artefact) error
 }
 
-// newHTTPClient builds the single HTTP client of a Client. In offline mode its
-// dialer refuses every connection, so nothing can reach the network by mistake.
-func newHTTPClient(cfg config.Config) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	d := &net.Dialer{Timeout: cfg.ChunkConnectTimeout}
-	tr.DialContext = d.DialContext
-	if cfg.Offline {
-		tr.Proxy = nil
-		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return nil, fmt.Errorf("dial %s refused: %w (OFFLINE_MODE is on)", addr, errdefs.ErrOffline)
-		}
+// engineFetcher is the default: the download engine (parallel files and
+// ranges, resume across processes, single flight, MD5 while streaming).
+type engineFetcher struct {
+	e       *download.Engine
+	offline bool
+}
+
+func (f *engineFetcher) EnsureBlobs(ctx context.Context, missing []layout.Artefact) error {
+	items := make([]download.Item, len(missing))
+	for i, a := range missing {
+		items[i] = download.Item{Name: a.FileHandle, URL: a.DownloadURL, MD5: a.MD5}
 	}
-	return &http.Client{Transport: tr}
+	_, err := f.e.Batch(ctx, items)
+	return err
 }
 
-type httpFetcher struct {
-	http *http.Client
-	cfg  config.Config
-}
-
-func newHTTPFetcher(h *http.Client, cfg config.Config) Fetcher {
-	return &httpFetcher{http: h, cfg: cfg}
-}
-
-func (f *httpFetcher) FetchFunc(progress ProgressSink) materialize.FetchFunc {
-	return func(ctx context.Context, a layout.Artefact) (io.ReadCloser, int64, error) {
-		if f.cfg.Offline {
-			return nil, 0, fmt.Errorf("download %q: %w (OFFLINE_MODE is on)", a.FileHandle, errdefs.ErrOffline)
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.DownloadURL, nil)
-		if err != nil {
-			return nil, 0, fmt.Errorf("download %q: bad URL %s", a.FileHandle, logURL(a.DownloadURL))
-		}
-		resp, err := f.http.Do(req)
-		if err != nil {
-			return nil, 0, fmt.Errorf("download %q from %s: %w", a.FileHandle, logURL(a.DownloadURL), stripURL(err))
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return nil, 0, fmt.Errorf("download %q from %s: HTTP %d", a.FileHandle, logURL(a.DownloadURL), resp.StatusCode)
-		}
-		body := io.ReadCloser(resp.Body)
-		if progress != nil {
-			body = &progressReader{ReadCloser: resp.Body, sink: progress, ev: ProgressEvent{Handle: a.FileHandle, Total: resp.ContentLength, Phase: "download"}}
-		}
-		return body, resp.ContentLength, nil
+// Fetch streams an unhashed artefact through the engine's HTTP client (the
+// offline guard applies); materialize writes it to a private temp file and
+// renames it into place.
+func (f *engineFetcher) Fetch(ctx context.Context, a layout.Artefact) (io.ReadCloser, int64, error) {
+	if f.offline {
+		return nil, 0, fmt.Errorf("download %q: %w (OFFLINE_MODE is on)", a.FileHandle, errdefs.ErrOffline)
 	}
-}
-
-type progressReader struct {
-	io.ReadCloser
-	sink ProgressSink
-	ev   ProgressEvent
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.ReadCloser.Read(b)
-	p.ev.Bytes += int64(n)
-	if err == io.EOF {
-		p.ev.Phase = "done"
-	}
-	p.sink.Progress(p.ev)
-	return n, err
-}
-
-// logURL keeps scheme://host/path: signed URLs carry credentials in the query.
-func logURL(raw string) string {
-	u, err := url.Parse(raw)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.DownloadURL, nil)
 	if err != nil {
-		return "<unparsable URL>"
+		return nil, 0, fmt.Errorf("download %q: bad URL %s", a.FileHandle, download.SafeURL(a.DownloadURL))
 	}
-	return u.Scheme + "://" + u.Host + u.Path
+	resp, err := f.e.Client().Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("download %q from %s: %w", a.FileHandle, download.SafeURL(a.DownloadURL), stripURL(err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("download %q from %s: HTTP %d", a.FileHandle, download.SafeURL(a.DownloadURL), resp.StatusCode)
+	}
+	return resp.Body, resp.ContentLength, nil
 }
 
-// stripURL drops the URL (with its query) from a *url.Error.
+func hooksFor(f Fetcher) (materialize.FetchFunc, func(context.Context, []layout.Artefact) error) {
+	return f.Fetch, f.EnsureBlobs
+}
+
+// stripURL drops the URL (with its signed query) from a *url.Error.
 func stripURL(err error) error {
 	if ue, ok := err.(*url.Error); ok {
 		return fmt.Errorf("%s: %w", ue.Op, ue.Err)

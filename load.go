@@ -272,8 +272,10 @@ func (c *Client) loadPackage(ctx context.Context, modelID string, md *metadata.M
 		return pkg, nil
 	}
 	req := materializeRequest(md, p, o.withoutHash, links)
-	fetch := c.fetcher.FetchFunc(o.progress)
+	req.LockTimeout = o.lockTimeout
+	fetch, ensure := hooksFor(c.fetcher)
 	res, err := c.cache.Packages.Materialize(ctx, req, fetch, materialize.Hooks{
+		EnsureBlobs: ensure,
 		Published: func(ctx context.Context, r *materialize.Result) error {
 			if !useCache || c.cfg.Offline {
 				return nil
@@ -457,6 +459,11 @@ func (c *Client) fromResolutionCache(ctx context.Context, key, modelID string, a
 	}
 	deps := map[string]*Package{}
 	for _, d := range m.DependencyPackagePaths {
+		// Step 7: the dependency is still the package this one was built with.
+		dm, err := manifest.Read(ctx, d.TargetPath)
+		if err != nil || dm.ContentHash() != d.PackageManifestHash {
+			return invalidate("dependency " + d.Name + " changed")
+		}
 		deps[d.Name] = &Package{Dir: d.TargetPath, ModelID: d.CacheModelID, CanonicalModelID: d.CanonicalModelID, PackageID: d.ModelPackageID, Files: map[string]string{}}
 	}
 	spec := specFromManifest(m)

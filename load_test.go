@@ -16,6 +16,7 @@ import (
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/lock"
 	"github.com/modelcache/modelcache/maintain"
 	"github.com/modelcache/modelcache/manifest"
 	"github.com/modelcache/modelcache/negotiation"
@@ -237,3 +238,30 @@ func TestLoadOfflineModeUsesWarmedCacheOnly(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestLoadLockTimeout(t *testing.T) {
+	ctx := context.Background()
+	es := serveExamples(t)
+	home := t.TempDir()
+	c := newClient(t, home, es.URL)
+	// Another holder of the package's materialization lock (flock excludes
+	// across open files even within one process).
+	lp, err := c.Cache().Home.MaterializationLockPath("acme-ws/parcel-detector/7", "detonnxfp32dyn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Dir(lp), 0o755)
+	held, err := lock.NewLocker(lock.Options{}).Lock(ctx, lp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock()
+	began := time.Now()
+	_, err = c.Load(ctx, "parcel-det", modelcache.WithLockTimeout(300*time.Millisecond), modelcache.WithPackageID("detonnxfp32dyn"))
+	if !errors.Is(err, errdefs.ErrLockTimeout) {
+		t.Fatalf("want a lock timeout, got %v", err)
+	}
+	if waited := time.Since(began); waited > 10*time.Second {
+		t.Errorf("waited %v despite a 300 ms lock timeout", waited)
+	}
+}

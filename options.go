@@ -26,7 +26,6 @@ type loadOptions struct {
 	withoutHash     bool
 	lockTimeout     time.Duration
 	maxAttempts     int
-	progress        ProgressSink
 	extraQuery      [][2]string
 	extraHeaders    map[string]string
 	allowDependency bool
@@ -107,14 +106,13 @@ func WithoutHashVerification() LoadOption { return func(o *loadOptions) { o.noVe
 // (download_files_without_hash=True).
 func AllowFilesWithoutHash() LoadOption { return func(o *loadOptions) { o.withoutHash = true } }
 
-// WithLockTimeout overrides INFERENCE_MODELS_FILE_LOCK_ACQUIRE_TIMEOUT for this load.
+// WithLockTimeout overrides INFERENCE_MODELS_FILE_LOCK_ACQUIRE_TIMEOUT for
+// this load's wait on the package's materialization lock (the one a
+// concurrent download of the same package holds).
 func WithLockTimeout(d time.Duration) LoadOption { return func(o *loadOptions) { o.lockTimeout = d } }
 
 // WithMaxPackageAttempts caps how many ranked packages are tried.
 func WithMaxPackageAttempts(n int) LoadOption { return func(o *loadOptions) { o.maxAttempts = n } }
-
-// WithProgress receives download progress events.
-func WithProgress(p ProgressSink) LoadOption { return func(o *loadOptions) { o.progress = p } }
 
 // WithExtraQueryParams adds query parameters to weights-provider requests.
 func WithExtraQueryParams(kv ...[2]string) LoadOption {

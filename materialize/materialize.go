@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/errdefs"
@@ -81,6 +82,9 @@ type Request struct {
 	// dependency paths are filled in here.
 	Manifest     manifest.Spec
 	Dependencies []Dependency
+	// LockTimeout, if > 0, bounds the wait for the materialization lock
+	// instead of the Locker's default (INFERENCE_MODELS_FILE_LOCK_ACQUIRE_TIMEOUT).
+	LockTimeout time.Duration
 }
 
 // Hooks run under the materialization lock.
@@ -153,7 +157,11 @@ func (s *Store) Materialize(ctx context.Context, req Request, fetch FetchFunc, h
 	if err := fsx.EnsureDir(modelDir, 0o777); err != nil {
 		return nil, fmt.Errorf("create model cache root: %w", err)
 	}
-	held, err := s.locks.Lock(ctx, lockPath)
+	var lopts []lock.CallOption
+	if req.LockTimeout > 0 {
+		lopts = append(lopts, lock.WithTimeout(req.LockTimeout))
+	}
+	held, err := s.locks.Lock(ctx, lockPath, lopts...)
 	if err != nil {
 		return nil, fmt.Errorf("materialize %s/%s: %w", req.CacheOwner, req.PackageID, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
+	"github.com/modelcache/modelcache/download"
 	"github.com/modelcache/modelcache/registry"
 )
 
@@ -157,7 +159,9 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			client, err := modelcache.New(run, append(copts, modelcache.WithLogger(log))...)
+			// Bars on a terminal (unless DISABLE_INTERACTIVE_PROGRESS_BARS), else log lines.
+			obs := download.DefaultObserver(os.Stderr, run.DisableProgressBars, log)
+			client, err := modelcache.New(run, append(copts, modelcache.WithLogger(log), modelcache.WithDownloadObserver(obs))...)
 			if err != nil {
 				return err
 			}

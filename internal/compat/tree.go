@@ -25,6 +25,7 @@ type Tree struct {
 type TreeEnvironment struct {
 	APIKey               string          `json:"api_key"`
 	RuntimeCompatibility json.RawMessage `json:"runtime_compatibility"`
+	RuntimeXRay          json.RawMessage `json:"runtime_x_ray"`
 	ClockCoreCreatedAt   []string        `json:"clock_core_created_at"`
 }
 
