@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,4 +216,34 @@ func TestTypedErrorsMatchBothWays(t *testing.T) {
 	if errors.As(wrapped, &HTTPError{}) {
 		t.Fatal("matched the wrong type")
 	}
+}
+
+// A killed child that its parent has not reaped yet is a zombie: its /proc
+// entry remains, but it can never write again, so it must not count as a
+// live owner (else a waiter could not take over its partial).
+func TestZombieIsNotAlive(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	start := processStartTime(pid)
+	if !pidAlive(pid, start) {
+		t.Fatal("a running child is not alive")
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if state, _ := procStat(pid); state == "Z" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("child never became a zombie")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if pidAlive(pid, start) {
+		t.Error("a zombie counts as a live owner")
+	}
+	cmd.Wait()
 }
