@@ -445,26 +445,26 @@ func (e *Engine) fetchBlob(ctx context.Context, it Item) (res Result, err error)
 	fp := e.track(name, it.MD5, it.Size)
 	defer func() { fp.finish(err) }()
 
-	held, shared, err := e.waitForBlob(ctx, it, fp)
+	held, _, err := e.waitForBlob(ctx, it, fp)
 	if err != nil {
 		return Result{}, err
 	}
 	if held != nil {
 		defer held.Unlock()
 	}
-	if shared {
-		r, ok, err := e.present(it)
-		if ok {
-			if held != nil {
-				e.removeDeadPartials(it.MD5)
-			}
-			r.Shared, r.Cached = true, false
-			fp.setPhase(PhaseDone)
-			return r, nil
+	// Re-check under the lock, waited or not: another process may have
+	// published the blob since our first look (download.md §2.2).
+	r, ok, err := e.present(it)
+	if err != nil {
+		return Result{}, err
+	}
+	if ok {
+		if held != nil {
+			e.removeDeadPartials(it.MD5)
 		}
-		if err != nil {
-			return Result{}, err
-		}
+		r.Shared, r.Cached = true, false
+		fp.setPhase(PhaseDone)
+		return r, nil
 	}
 	return e.downloadBlob(ctx, it, fp, held)
 }
