@@ -55,3 +55,15 @@ func TestCLIDocsCoverEveryCommand(t *testing.T) {
 		t.Errorf("only %d commands checked", checked)
 	}
 }
+
+func TestPathJSON(t *testing.T) {
+	cfg := config.Default()
+	cfg.Home = "/srv/cache"
+	out, err := runCmd(t, newPathCmd(&cfg), "my-model", "pkg1", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"path":"/srv/cache/models-cache/` + slugMyModel + `/pkg1"}` + "\n"; out != want {
+		t.Errorf("got %q, want %q", out, want)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -11,12 +12,13 @@ import (
 )
 
 func newPathCmd(cfg *config.Config) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "path MODEL_ID [PACKAGE_ID]",
 		Short: "Print the cache directory of a model, or of one of its packages",
 		Long: "Print <home>/models-cache/<slug of MODEL_ID>, or that directory's PACKAGE_ID\n" +
 			"subdirectory. The path is computed, not looked up: it need not exist.",
-		Example: "  modelcache path coco/3\n  modelcache path coco/3 a1b2c3",
+		Example: "  modelcache path coco/3\n  modelcache path coco/3 a1b2c3\n  modelcache path coco/3 --json",
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			slug, err := layout.Slug(args[0]) // layout's errors name the id and the rule
@@ -30,10 +32,15 @@ func newPathCmd(cfg *config.Config) *cobra.Command {
 				}
 				dir = joinUnder(dir, args[1])
 			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"path": dir})
+			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), dir)
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"path": ...}`)
+	return cmd
 }
 
 // joinUnder appends validated names to root like Python's os.path.join, leaving
