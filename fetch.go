@@ -3,9 +3,6 @@ package modelcache
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 
 	"github.com/modelcache/modelcache/download"
 	"github.com/modelcache/modelcache/errdefs"
@@ -14,10 +11,10 @@ import (
 )
 
 // Fetcher puts package bytes in place: hashed artefacts as verified blobs
-// (EnsureBlobs), unhashed ones as a byte stream for the package dir (Fetch).
+// (EnsureBlobs), unhashed ones as files in the package dir (FetchFile).
 type Fetcher interface {
-	Fetch(ctx context.Context, a layout.Artefact) (io.ReadCloser, int64, error)
 	EnsureBlobs(ctx context.Context, missing []layout.Artefact) error
+	FetchFile(ctx context.Context, a layout.Artefact, dest string) error
 }
 
 // engineFetcher is the default: the download engine (parallel files and
@@ -36,36 +33,16 @@ func (f *engineFetcher) EnsureBlobs(ctx context.Context, missing []layout.Artefa
 	return err
 }
 
-// Fetch streams an unhashed artefact through the engine's HTTP client (the
-// offline guard applies); materialize writes it to a private temp file and
-// renames it into place.
-func (f *engineFetcher) Fetch(ctx context.Context, a layout.Artefact) (io.ReadCloser, int64, error) {
+// FetchFile downloads an unhashed artefact to dest (retries, resume within
+// the call, size check, private temp, no-replace rename).
+func (f *engineFetcher) FetchFile(ctx context.Context, a layout.Artefact, dest string) error {
 	if f.offline {
-		return nil, 0, fmt.Errorf("download %q: %w (OFFLINE_MODE is on)", a.FileHandle, errdefs.ErrOffline)
+		return fmt.Errorf("download %q: %w (OFFLINE_MODE is on)", a.FileHandle, errdefs.ErrOffline)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.DownloadURL, nil)
-	if err != nil {
-		return nil, 0, fmt.Errorf("download %q: bad URL %s", a.FileHandle, download.SafeURL(a.DownloadURL))
-	}
-	resp, err := f.e.Client().Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("download %q from %s: %w", a.FileHandle, download.SafeURL(a.DownloadURL), stripURL(err))
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, 0, fmt.Errorf("download %q from %s: HTTP %d", a.FileHandle, download.SafeURL(a.DownloadURL), resp.StatusCode)
-	}
-	return resp.Body, resp.ContentLength, nil
-}
-
-func hooksFor(f Fetcher) (materialize.FetchFunc, func(context.Context, []layout.Artefact) error) {
-	return f.Fetch, f.EnsureBlobs
-}
-
-// stripURL drops the URL (with its signed query) from a *url.Error.
-func stripURL(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
+	_, err := f.e.DownloadFile(ctx, download.Item{Name: a.FileHandle, URL: a.DownloadURL, Dest: dest})
 	return err
+}
+
+func hooksFor(f Fetcher) materialize.Hooks {
+	return materialize.Hooks{EnsureBlobs: f.EnsureBlobs, FetchFile: f.FetchFile}
 }

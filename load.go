@@ -273,16 +273,14 @@ func (c *Client) loadPackage(ctx context.Context, modelID string, md *metadata.M
 	}
 	req := materializeRequest(md, p, o.withoutHash, links)
 	req.LockTimeout = o.lockTimeout
-	fetch, ensure := hooksFor(c.fetcher)
-	res, err := c.cache.Packages.Materialize(ctx, req, fetch, materialize.Hooks{
-		EnsureBlobs: ensure,
-		Published: func(ctx context.Context, r *materialize.Result) error {
-			if !useCache || c.cfg.Offline {
-				return nil
-			}
-			return c.cache.Resolutions.Register(ctx, key, resolution(modelID, md, p, req, r, apiKey))
-		},
-	})
+	hooks := hooksFor(c.fetcher)
+	hooks.Published = func(ctx context.Context, r *materialize.Result) error {
+		if !useCache || c.cfg.Offline {
+			return nil
+		}
+		return c.cache.Resolutions.Register(ctx, key, resolution(modelID, md, p, req, r, apiKey))
+	}
+	res, err := c.cache.Packages.Materialize(ctx, req, nil, hooks)
 	if err != nil {
 		return nil, err
 	}

@@ -98,6 +98,10 @@ type Hooks struct {
 	// parallel, resumable download engine); otherwise each missing blob is
 	// streamed through the FetchFunc into the blob store.
 	EnsureBlobs func(ctx context.Context, missing []layout.Artefact) error
+	// FetchFile, if set, downloads an unhashed artefact to dest (which does
+	// not exist; the handle lock is held) with retries and resume; otherwise
+	// the FetchFunc stream is written to a private temp and renamed.
+	FetchFile func(ctx context.Context, a layout.Artefact, dest string) error
 }
 
 // Result describes a materialized package.
@@ -190,7 +194,7 @@ func (s *Store) Materialize(ctx context.Context, req Request, fetch FetchFunc, h
 			return nil, err
 		}
 	}
-	if err := s.fetchAll(ctx, pkgDir, decls, req.Artefacts, fetch, hooks.EnsureBlobs); err != nil {
+	if err := s.fetchAll(ctx, pkgDir, decls, req.Artefacts, fetch, hooks); err != nil {
 		return nil, err
 	}
 	arts, err := s.verifyFiles(ctx, pkgDir, decls, req.Artefacts, fetch, hooks.EnsureBlobs)
@@ -312,8 +316,8 @@ func artefactFor(arts []layout.Artefact, handle string) layout.Artefact {
 
 // fetchAll is step 5: MD5 artefacts into shared-blobs, then unhashed ones into
 // the package dir; existing targets are skipped without hashing. Then links.
-func (s *Store) fetchAll(ctx context.Context, pkgDir string, decls []layout.Declaration, arts []layout.Artefact, fetch FetchFunc,
-	ensure func(context.Context, []layout.Artefact) error) error {
+func (s *Store) fetchAll(ctx context.Context, pkgDir string, decls []layout.Declaration, arts []layout.Artefact, fetch FetchFunc, hooks Hooks) error {
+	ensure := hooks.EnsureBlobs
 	var missing []layout.Artefact
 	for _, d := range decls {
 		if d.Storage != layout.StorageSharedBlob {
@@ -340,7 +344,7 @@ func (s *Store) fetchAll(ctx context.Context, pkgDir string, decls []layout.Decl
 		if !d.Unhashed {
 			continue
 		}
-		if err := s.fetchPackageFile(ctx, pkgDir, d, artefactFor(arts, d.FileHandle), fetch); err != nil {
+		if err := s.fetchPackageFile(ctx, pkgDir, d, artefactFor(arts, d.FileHandle), fetch, hooks.FetchFile); err != nil {
 			return err
 		}
 	}
@@ -374,7 +378,8 @@ func (s *Store) fetchBlob(ctx context.Context, d layout.Declaration, a layout.Ar
 	return nil
 }
 
-func (s *Store) fetchPackageFile(ctx context.Context, pkgDir string, d layout.Declaration, a layout.Artefact, fetch FetchFunc) error {
+func (s *Store) fetchPackageFile(ctx context.Context, pkgDir string, d layout.Declaration, a layout.Artefact, fetch FetchFunc,
+	fetchFile func(context.Context, layout.Artefact, string) error) error {
 	p, err := layout.HandlePath(pkgDir, d.FileHandle)
 	if err != nil {
 		return err
@@ -395,6 +400,12 @@ func (s *Store) fetchPackageFile(ctx context.Context, pkgDir string, d layout.De
 		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	if fetchFile != nil {
+		if err := fetchFile(ctx, a, p); err != nil {
+			return fmt.Errorf("fetch %q: %w", d.FileHandle, err)
+		}
+		return nil
 	}
 	body, size, err := fetch(ctx, a)
 	if err != nil {
