@@ -448,27 +448,10 @@ func parseRecommended(v any) (*RecommendedParameters, error) {
 	return rp, nil
 }
 
-// laxBool is pydantic's lax bool from JSON: true/false, 0/1, 0.0/1.0 and
-// the strings 0/1, f/t, n/y, no/yes, off/on, false/true (letter case ignored).
+// laxBool is pydantic's lax bool from JSON (pyjson.LaxBool).
 func laxBool(v any) (bool, error) {
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case pyjson.Int:
-		if n, ok := x.Int64(); ok && (n == 0 || n == 1) {
-			return n == 1, nil
-		}
-	case float64:
-		if x == 0 || x == 1 {
-			return x == 1, nil
-		}
-	case string:
-		switch strings.ToLower(x) {
-		case "0", "f", "n", "no", "off", "false":
-			return false, nil
-		case "1", "t", "y", "yes", "on", "true":
-			return true, nil
-		}
+	if b, ok := pyjson.LaxBool(v); ok {
+		return b, nil
 	}
 	return false, fmt.Errorf("not a valid boolean: %s", describe(v))
 }

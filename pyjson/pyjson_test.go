@@ -153,3 +153,24 @@ func TestRejectsPythonOnlyTypes(t *testing.T) {
 		t.Errorf("enum: %s %v", b, err)
 	}
 }
+
+func TestLaxBool(t *testing.T) {
+	for _, doc := range []string{"true", "1", "1.0", `"yes"`, `"ON"`, `"t"`} {
+		v, _ := pyjson.Decode([]byte(doc))
+		if b, ok := pyjson.LaxBool(v); !ok || !b {
+			t.Errorf("%s: %v %v", doc, b, ok)
+		}
+	}
+	for _, doc := range []string{"false", "0", "0.0", `"no"`, `"Off"`, `"F"`} {
+		v, _ := pyjson.Decode([]byte(doc))
+		if b, ok := pyjson.LaxBool(v); !ok || b {
+			t.Errorf("%s: %v %v", doc, b, ok)
+		}
+	}
+	for _, doc := range []string{"2", "0.5", `"maybe"`, "null", "[]", `""`} {
+		v, _ := pyjson.Decode([]byte(doc))
+		if _, ok := pyjson.LaxBool(v); ok {
+			t.Errorf("%s accepted", doc)
+		}
+	}
+}

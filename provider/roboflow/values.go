@@ -102,24 +102,8 @@ func literal(o *pyjson.Object, key, want, path string) error {
 }
 
 func laxBool(v any, path string) (bool, error) {
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case pyjson.Int:
-		if n, ok := x.Int64(); ok && (n == 0 || n == 1) {
-			return n == 1, nil
-		}
-	case float64:
-		if x == 0 || x == 1 {
-			return x == 1, nil
-		}
-	case string:
-		switch strings.ToLower(x) {
-		case "0", "off", "f", "false", "n", "no":
-			return false, nil
-		case "1", "on", "t", "true", "y", "yes":
-			return true, nil
-		}
+	if b, ok := pyjson.LaxBool(v); ok {
+		return b, nil
 	}
 	return false, ferr(path, "expected a boolean, got %s", typeName(v))
 }
