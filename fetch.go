@@ -12,9 +12,21 @@ import (
 
 // Fetcher puts package bytes in place: hashed artefacts as verified blobs
 // (EnsureBlobs), unhashed ones as files in the package dir (FetchFile).
+// refresh, when not nil, returns a fresh download URL for a handle after
+// storage refused an expired signed URL (401/403).
 type Fetcher interface {
-	EnsureBlobs(ctx context.Context, missing []layout.Artefact) error
-	FetchFile(ctx context.Context, a layout.Artefact, dest string) error
+	EnsureBlobs(ctx context.Context, missing []layout.Artefact, refresh RefreshFunc) error
+	FetchFile(ctx context.Context, a layout.Artefact, dest string, refresh RefreshFunc) error
+}
+
+// RefreshFunc asks the provider again for the download URL of a file handle.
+type RefreshFunc func(ctx context.Context, handle string) (string, error)
+
+func (r RefreshFunc) forHandle(handle string) func(context.Context) (string, error) {
+	if r == nil {
+		return nil
+	}
+	return func(ctx context.Context) (string, error) { return r(ctx, handle) }
 }
 
 // engineFetcher is the default: the download engine (parallel files and
@@ -24,10 +36,10 @@ type engineFetcher struct {
 	offline bool
 }
 
-func (f *engineFetcher) EnsureBlobs(ctx context.Context, missing []layout.Artefact) error {
+func (f *engineFetcher) EnsureBlobs(ctx context.Context, missing []layout.Artefact, refresh RefreshFunc) error {
 	items := make([]download.Item, len(missing))
 	for i, a := range missing {
-		items[i] = download.Item{Name: a.FileHandle, URL: a.DownloadURL, MD5: a.MD5}
+		items[i] = download.Item{Name: a.FileHandle, URL: a.DownloadURL, MD5: a.MD5, Refresh: refresh.forHandle(a.FileHandle)}
 	}
 	_, err := f.e.Batch(ctx, items)
 	return err
@@ -35,14 +47,21 @@ func (f *engineFetcher) EnsureBlobs(ctx context.Context, missing []layout.Artefa
 
 // FetchFile downloads an unhashed artefact to dest (retries, resume within
 // the call, size check, private temp, no-replace rename).
-func (f *engineFetcher) FetchFile(ctx context.Context, a layout.Artefact, dest string) error {
+func (f *engineFetcher) FetchFile(ctx context.Context, a layout.Artefact, dest string, refresh RefreshFunc) error {
 	if f.offline {
 		return fmt.Errorf("download %q: %w (OFFLINE_MODE is on)", a.FileHandle, errdefs.ErrOffline)
 	}
-	_, err := f.e.DownloadFile(ctx, download.Item{Name: a.FileHandle, URL: a.DownloadURL, Dest: dest})
+	_, err := f.e.DownloadFile(ctx, download.Item{Name: a.FileHandle, URL: a.DownloadURL, Dest: dest, Refresh: refresh.forHandle(a.FileHandle)})
 	return err
 }
 
-func hooksFor(f Fetcher) materialize.Hooks {
-	return materialize.Hooks{EnsureBlobs: f.EnsureBlobs, FetchFile: f.FetchFile}
+func hooksFor(f Fetcher, refresh RefreshFunc) materialize.Hooks {
+	return materialize.Hooks{
+		EnsureBlobs: func(ctx context.Context, missing []layout.Artefact) error {
+			return f.EnsureBlobs(ctx, missing, refresh)
+		},
+		FetchFile: func(ctx context.Context, a layout.Artefact, dest string) error {
+			return f.FetchFile(ctx, a, dest, refresh)
+		},
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/modelcache/modelcache/autoresolve"
 	"github.com/modelcache/modelcache/errdefs"
@@ -273,7 +274,7 @@ func (c *Client) loadPackage(ctx context.Context, modelID string, md *metadata.M
 	}
 	req := materializeRequest(md, p, o.withoutHash, links)
 	req.LockTimeout = o.lockTimeout
-	hooks := hooksFor(c.fetcher)
+	hooks := hooksFor(c.fetcher, c.urlRefresher(modelID, p.PackageID, o, apiKey))
 	hooks.Published = func(ctx context.Context, r *materialize.Result) error {
 		if !useCache || c.cfg.Offline {
 			return nil
@@ -287,6 +288,48 @@ func (c *Client) loadPackage(ctx context.Context, modelID string, md *metadata.M
 	pkg := packageFrom(modelID, res.PackageDir, &res.Spec, p.PackageID)
 	pkg.Dependencies = deps
 	return pkg, nil
+}
+
+// urlRefresher re-asks the provider for a package's download URLs, once per
+// load however many files need it: signed URLs can expire while a large
+// package downloads.
+func (c *Client) urlRefresher(modelID, packageID string, o *loadOptions, apiKey *string) RefreshFunc {
+	var (
+		mu   sync.Mutex
+		urls map[string]string
+		err  error
+	)
+	return func(ctx context.Context, handle string) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if urls == nil && err == nil {
+			urls = map[string]string{}
+			var prov provider.Provider
+			var md *metadata.ModelMetadata
+			if prov, err = c.metadataProvider(o.providerName, apiKey, o); err == nil {
+				preq := provider.Request{ModelID: modelID, ExtraQuery: o.extraQuery, ExtraHeaders: o.extraHeaders}
+				if apiKey != nil {
+					preq.APIKey = *apiKey
+				}
+				md, err = prov.ModelMetadata(ctx, preq)
+			}
+			if err == nil {
+				if p, ok := md.Package(packageID); ok {
+					for _, a := range p.Artefacts {
+						urls[a.FileHandle] = a.DownloadURL
+					}
+				}
+			}
+		}
+		if err != nil {
+			return "", fmt.Errorf("refresh download URLs of %s: %w", modelID, err)
+		}
+		u, ok := urls[handle]
+		if !ok {
+			return "", fmt.Errorf("refreshed metadata of %s no longer lists %q in package %s", modelID, handle, packageID)
+		}
+		return u, nil
+	}
 }
 
 // localCachePackage serves a package that already sits in the cache (offline

@@ -3,11 +3,13 @@ package modelcache_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -263,5 +265,55 @@ func TestLoadLockTimeout(t *testing.T) {
 	}
 	if waited := time.Since(began); waited > 10*time.Second {
 		t.Errorf("waited %v despite a 300 ms lock timeout", waited)
+	}
+}
+
+// Signed download URLs can expire while a package downloads: on a 403 from
+// storage the loader asks the provider again, once for the whole package.
+func TestLoadRefreshesExpiredSignedURLs(t *testing.T) {
+	ctx := context.Background()
+	reg, err := registry.Load(ctx, "examples/registry", registry.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := registry.New(reg, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.Handler()
+	var metadataCalls, refused atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/models/") {
+			n := metadataCalls.Add(1)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			// Sign every file URL with the call number.
+			body := strings.ReplaceAll(rec.Body.String(), `/weights.onnx"`, `/weights.onnx?sig=`+strconv.FormatInt(n, 10)+`"`)
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, body)
+			return
+		}
+		if sig := r.URL.Query().Get("sig"); strings.HasSuffix(r.URL.Path, "/weights.onnx") && sig != "2" {
+			refused.Add(1)
+			http.Error(w, "signature expired", http.StatusForbidden)
+			return
+		}
+		r.URL.RawQuery = ""
+		h.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	c := newClient(t, t.TempDir(), ts.URL)
+	pkg, err := c.Load(ctx, "parcel-det")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused.Load() == 0 {
+		t.Fatal("the expired URL was never tried: the test proves nothing")
+	}
+	if metadataCalls.Load() != 2 {
+		t.Errorf("%d metadata requests, want 2 (the load and one refresh)", metadataCalls.Load())
+	}
+	if _, err := c.Cache().Packages.VerifyPackage(ctx, pkg.Dir); err != nil {
+		t.Fatal(err)
 	}
 }
