@@ -71,16 +71,23 @@ func Open(cfg config.Config, opts ...Option) (*Cache, error) {
 	}
 	locks := lock.NewLocker(lock.Options{Timeout: cfg.LockTimeout, Logger: o.log})
 	c := &Cache{Config: cfg, Home: home, Locks: locks, log: o.log}
+	readOnly := cfg.Offline
 	if !cfg.Offline {
 		if err := fsx.EnsureDir(home.Root, 0o777); err != nil {
-			return nil, fmt.Errorf("cache root %s: %w (set INFERENCE_HOME to a writable directory)", home.Root, err)
-		}
-		if err := writeTag(home.CacheDirTag()); err != nil {
-			o.log.Warn("could not write CACHEDIR.TAG", "err", err)
+			if errors.Is(err, fsx.ErrSymlink) || errors.Is(err, fsx.ErrNotDir) {
+				return nil, fmt.Errorf("cache root %s: %w", home.Root, err)
+			}
+			// A read-only cache (a mounted image, another user's cache) can
+			// still answer lookups; writes fail later with their own errors.
+			o.log.Warn("cache root is not writable; opening it read-only (set INFERENCE_HOME to a writable directory to download)",
+				"home", home.Root, "err", err)
+			readOnly = true
+		} else if err := writeTag(home.CacheDirTag()); err != nil {
+			o.log.Debug("could not write CACHEDIR.TAG", "err", err)
 		}
 	}
 	bopts := []blobstore.Option{blobstore.WithLogger(o.log)}
-	if cfg.Offline {
+	if readOnly {
 		bopts = append(bopts, blobstore.WithoutCreate())
 	}
 	if c.Blobs, err = blobstore.Open(home.Root, locks, bopts...); err != nil {
