@@ -106,18 +106,15 @@ func (c *Client) plan(ctx context.Context, modelID string, o *loadOptions) (*pla
 	if k := c.cfg.APIKey.Reveal(); k != "" {
 		envKey = &k
 	}
-	p := &plan{runtime: rt}
+	// The effective provider and key depend on these four inputs only, so
+	// they exist even when the request has no key document (device=None).
+	eff := autoresolve.Request{Provider: o.providerName, APIKey: o.apiKey, EnvAPIKey: envKey, Offline: c.cfg.Offline}
+	p := &plan{runtime: rt, apiKey: eff.EffectiveAPIKey(), provider: eff.EffectiveProvider()}
 	rreq, err := o.resolutionRequest(modelID, rt.Compatibility(), envKey, c.cfg.Offline)
 	if err == nil {
 		p.key, _, err = autoresolve.Key(rreq)
 	}
 	p.keyErr = err
-	p.apiKey, p.provider = rreq.EffectiveAPIKey(), rreq.EffectiveProvider()
-	if err != nil {
-		// Without a key document, derive the provider and key the same way.
-		r := autoresolve.Request{Provider: o.providerName, APIKey: o.apiKey, EnvAPIKey: envKey, Offline: c.cfg.Offline}
-		p.apiKey, p.provider = r.EffectiveAPIKey(), r.EffectiveProvider()
-	}
 	return p, nil
 }
 

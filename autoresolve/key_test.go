@@ -20,37 +20,6 @@ type keyRecord struct {
 	Hash                 string                     `json:"hash"`
 }
 
-type rcJSON struct {
-	Version                         int      `json:"version"`
-	GPUAvailable                    bool     `json:"gpu_available"`
-	GPUDevices                      []string `json:"gpu_devices"`
-	GPUDevicesCC                    []string `json:"gpu_devices_cc"`
-	DriverVersion                   *string  `json:"driver_version"`
-	CUDAVersion                     *string  `json:"cuda_version"`
-	TRTVersion                      *string  `json:"trt_version"`
-	JetsonType                      *string  `json:"jetson_type"`
-	L4TVersion                      *string  `json:"l4t_version"`
-	OSVersion                       *string  `json:"os_version"`
-	TorchAvailable                  bool     `json:"torch_available"`
-	TorchVersion                    *string  `json:"torch_version"`
-	TorchvisionVersion              *string  `json:"torchvision_version"`
-	ONNXRuntimeVersion              *string  `json:"onnxruntime_version"`
-	AvailableONNXExecutionProviders []string `json:"available_onnx_execution_providers"`
-	HFTransformersAvailable         bool     `json:"hf_transformers_available"`
-	TRTPythonPackageAvailable       bool     `json:"trt_python_package_available"`
-}
-
-func (r rcJSON) typed() RuntimeCompatibility {
-	return RuntimeCompatibility{
-		GPUAvailable: r.GPUAvailable, GPUDevices: r.GPUDevices, GPUDevicesCC: r.GPUDevicesCC,
-		DriverVersion: r.DriverVersion, CUDAVersion: r.CUDAVersion, TRTVersion: r.TRTVersion,
-		JetsonType: r.JetsonType, L4TVersion: r.L4TVersion, OSVersion: r.OSVersion,
-		TorchAvailable: r.TorchAvailable, TorchVersion: r.TorchVersion, TorchvisionVersion: r.TorchvisionVersion,
-		ONNXRuntimeVersion: r.ONNXRuntimeVersion, AvailableONNXExecutionProviders: r.AvailableONNXExecutionProviders,
-		HFTransformersAvailable: r.HFTransformersAvailable, TRTPythonPackageAvailable: r.TRTPythonPackageAvailable,
-	}
-}
-
 func pyString(t *testing.T, v any) string {
 	t.Helper()
 	switch x := v.(type) {
@@ -111,14 +80,17 @@ func requestFromRecord(t *testing.T, rec keyRecord) Request {
 	r := NewRequest(modelID, pyString(t, device))
 	r.EnvAPIKey = rec.EnvRoboflowAPIKey
 	r.Offline = rec.OfflineMode
-	var rc rcJSON
+	var rc struct {
+		Version int `json:"version"`
+		RuntimeCompatibility
+	}
 	if err := json.Unmarshal(rec.RuntimeCompatibility, &rc); err != nil {
 		t.Fatal(err)
 	}
 	if rc.Version != 1 {
 		t.Fatalf("runtime_compatibility version %d", rc.Version)
 	}
-	r.RuntimeCompatibility = rc.typed()
+	r.RuntimeCompatibility = rc.RuntimeCompatibility
 
 	var forwardedNames []string
 	kwargs := pyjson.NewObject()
