@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -514,7 +515,10 @@ func TestInvalidKeyAndLockTimeout(t *testing.T) {
 // back to the lock-free rules: a hit without creating a lock, nothing deleted.
 func TestReadOnlyCacheOnline(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("root ignores directory permissions")
+		// Root ignores directory permissions: run this very test as uid
+		// 65534 in a child process, from a copy of the binary it can execute.
+		runAsNobody(t, "^TestReadOnlyCacheOnline$")
+		return
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -537,4 +541,34 @@ func TestReadOnlyCacheOnline(t *testing.T) {
 		t.Fatalf("read-only expired: %v %v", ok, err)
 	}
 	sameSnapshot(t, "read-only cache", before, snapshot(t, dir))
+}
+
+// runAsNobody re-runs the test named by pattern as uid/gid 65534 and fails
+// unless it passes there.
+func runAsNobody(t *testing.T, pattern string) {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir's per-test parent
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(tmp, 0o1777)
+	bin := filepath.Join(dir, "autoresolve.test")
+	data, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run="+pattern, "-test.count=1", "-test.v")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + tmp, "HOME=" + tmp}
+	cmd.Dir = tmp
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+strings.Trim(pattern, "^$")) {
+		t.Fatalf("as uid 65534: %v\n%s", err, out)
+	}
 }

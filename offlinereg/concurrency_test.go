@@ -34,13 +34,9 @@ func loadMeta(pkgID string) *metadata.ModelMetadata {
 	}
 }
 
-// TestHelperRecorder is the body of the child processes started by
-// TestConcurrentProcessesLoseNoWrite; it does nothing in a normal run.
-func TestHelperRecorder(t *testing.T) {
-	root := os.Getenv(envHelperRoot)
-	if root == "" {
-		t.Skip("helper process only")
-	}
+// helperRecorder is the body of the child processes started by
+// TestConcurrentProcessesLoseNoWrite (the same test, re-run with the env set).
+func helperRecorder(t *testing.T, root string) {
 	prefix := os.Getenv(envHelperPrefix)
 	start, _ := strconv.ParseInt(os.Getenv(envHelperStart), 10, 64)
 	time.Sleep(time.Until(time.Unix(0, start)))
@@ -58,8 +54,9 @@ func TestHelperRecorder(t *testing.T) {
 // different packages into one record at the same time: the flock-protected
 // read-merge-write must keep every package, alias and proof of both.
 func TestConcurrentProcessesLoseNoWrite(t *testing.T) {
-	if os.Getenv(envHelperRoot) != "" {
-		t.Skip("inside a helper")
+	if root := os.Getenv(envHelperRoot); root != "" {
+		helperRecorder(t, root)
+		return
 	}
 	root := t.TempDir()
 	start := time.Now().Add(300 * time.Millisecond).UnixNano()
@@ -68,7 +65,7 @@ func TestConcurrentProcessesLoseNoWrite(t *testing.T) {
 	errs := make([]error, len(prefixes))
 	outs := make([][]byte, len(prefixes))
 	for i, p := range prefixes {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperRecorder$", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestConcurrentProcessesLoseNoWrite$", "-test.count=1")
 		cmd.Env = append(os.Environ(), envHelperRoot+"="+root, envHelperPrefix+"="+p, envHelperStart+"="+strconv.FormatInt(start, 10))
 		wg.Add(1)
 		go func() {
