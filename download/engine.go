@@ -55,6 +55,7 @@ type Engine struct {
 type testHooks struct {
 	wrapPartial func(*os.File) error               // called on each new partial; an error fails it
 	writeErr    func(path string, off int64) error // called before each write; an error replaces it
+	directErr   func(off int64) error              // called before each direct write; an error replaces it
 }
 
 // Option configures New.
@@ -108,7 +109,7 @@ func New(cfg config.Config, blobs *blobstore.Store, locks *lock.Locker, opts ...
 	e.startTime = processStartTime(e.pid)
 	e.streams = make(chan struct{}, e.tune.GlobalStreams)
 	bs := e.tune.BufferSize
-	e.bufs.New = func() any { b := make([]byte, bs); return &b }
+	e.bufs.New = func() any { b := alignedBuf(bs); return &b }
 	if !e.offline {
 		if magic, err := fsMagic(blobs.Dir()); err == nil && unreliableLockFS(magic) {
 			e.unreliableLocks = true
@@ -224,6 +225,9 @@ type Result struct {
 	// NetworkBytes received and ReusedBytes adopted from an earlier,
 	// interrupted download of the same blob.
 	NetworkBytes, ReusedBytes int64
+	// DirectBytes of this call's writes went straight to the disk (direct
+	// I/O, Tuning.DirectIO), bypassing the page cache.
+	DirectBytes int64
 }
 
 // Batch fetches items, FilesInParallel at a time: blobs (MD5 set, Dest
@@ -611,13 +615,14 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 		return Result{}, convertCommitError(err, name, safe)
 	}
 	e.log.Debug("blob published", "file", name, "blob", it.MD5, "size", s.size, "last_byte", tLast, "transfer_and_hash", tDown,
-		"hashing", time.Duration(j.hashBusy.Load()), "stream_pauses", time.Duration(j.pausedTotal.Load()), "commit", time.Since(t0)-tDown, "network_bytes", fp.network.Load(), "reused_bytes", fp.reused.Load())
+		"hashing", time.Duration(j.hashBusy.Load()), "stream_pauses", time.Duration(j.pausedTotal.Load()), "commit", time.Since(t0)-tDown, "network_bytes", fp.network.Load(), "reused_bytes", fp.reused.Load(), "direct_bytes", j.direct.Load())
 	if pres.Published {
 		e.writeVerified(it.MD5, pres)
 	}
 	fp.setPhase(PhaseDone)
 	return Result{Name: name, Path: pres.Path, MD5: it.MD5, SHA256: s.sha256, Size: s.size,
-		Shared: !pres.Published, NetworkBytes: fp.network.Load(), ReusedBytes: fp.reused.Load()}, nil
+		Shared: !pres.Published, NetworkBytes: fp.network.Load(), ReusedBytes: fp.reused.Load(),
+		DirectBytes: j.direct.Load()}, nil
 }
 
 func (e *Engine) journalTemplate(md5, safe, token string) journalFile {

@@ -148,7 +148,12 @@ type job struct {
 	pausedTotal          atomic.Int64 // ns streams waited for the hashers (diagnostics)
 	ckpt                 chan struct{}
 	lastJournal          string // last journal content written (skip identical rewrites)
-	lastJournalAt        time.Time
+
+	dio           *os.File         // O_DIRECT descriptor for aligned blocks (nil: page cache only)
+	direct        atomic.Int64     // bytes written through dio
+	followers     int              // hash followers of the current run
+	chunks        map[int64]*chunk // written data kept for the followers, by offset
+	lastJournalAt time.Time
 }
 
 // plan lays out parts over [0, size), skipping the done ranges (sorted,
@@ -258,6 +263,7 @@ func (j *job) wake() {
 // download runs the file to completion, restarting it as a whole when a
 // range fallback, a 416 or a stale adopted partial calls for it.
 func (j *job) download(ctx context.Context) (sums, error) {
+	defer j.openDirectFor()()
 	var rangeFallback, restarts int
 	for {
 		s, err := j.runOnce(ctx)
@@ -333,6 +339,15 @@ func (j *job) runOnce(ctx context.Context) (sums, error) {
 			cancel(err)
 		}
 	}
+	j.dropChunks()
+	defer j.dropChunks()
+	j.followers = 0
+	if j.wantMD5 {
+		j.followers++
+	}
+	if j.wantSHA {
+		j.followers++
+	}
 	j.wakeMD5, j.wakeSHA = nil, nil
 	j.hashedMD5.Store(-1)
 	j.hashedSHA.Store(-1)
@@ -403,24 +418,47 @@ func (j *job) runOnce(ctx context.Context) (sums, error) {
 	return s, nil
 }
 
-// follow hashes the contiguous written prefix as it grows. Reads come from
-// the page cache moments after the writes, so there is no second pass over
-// the disk.
+// follow hashes the contiguous written prefix as it grows, from the
+// chunks the streams keep in memory; bytes without a chunk (adopted from a
+// resumed partial) are read back from the file.
 func (j *job) follow(ctx context.Context, h hash.Hash, wake chan struct{}, pos *atomic.Int64) error {
-	bp := j.e.getBuf()
-	defer j.e.putBuf(bp)
-	buf := *bp
+	var buf []byte
+	defer func() {
+		if buf != nil {
+			j.e.putBuf(&buf)
+		}
+	}()
 	var done int64
 	for {
 		w, complete := j.watermark()
 		if done < w {
 			t0 := time.Now()
-			next, err := hashRange(j.f, h, done, w, buf)
-			j.hashBusy.Add(int64(time.Since(t0)))
-			if err != nil {
-				return fmt.Errorf("read back %s for hashing: %w", j.f.Name(), err)
+			j.mu.Lock()
+			c := j.chunkAtLocked(done)
+			next := j.nextChunkLocked(done)
+			j.mu.Unlock()
+			if c != nil {
+				to := min(c.end(), w)
+				h.Write(c.data[done-c.pos : to-c.pos])
+				done = to
+				if done == c.end() {
+					j.passChunk(c)
+				}
+			} else {
+				if buf == nil {
+					buf = *j.e.getBuf()
+				}
+				to := w
+				if next >= 0 {
+					to = min(to, next)
+				}
+				n, err := hashRangeRead(j.f, h, done, to, buf)
+				if err != nil {
+					return fmt.Errorf("read back %s for hashing: %w", j.f.Name(), err)
+				}
+				done = n
 			}
-			done = next
+			j.hashBusy.Add(int64(time.Since(t0)))
 			pos.Store(done)
 			j.mu.Lock()
 			close(j.hashWait)
@@ -828,39 +866,45 @@ func (j *job) throttle(ctx context.Context, st *stream, pos int64) error {
 
 // copyBody streams body into the file from off; limit is the end of the
 // response (-1: until EOF). It stops early when the part was split below the
-// response's end.
+// response's end. With direct I/O, a buffer's byte i holds file offset
+// pos-off0+i with off0 = pos mod dioAlign, so whole blocks are aligned in
+// memory and on disk; an unaligned tail is carried into the next buffer.
 func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader, off, limit int64) error {
 	bp := j.e.getBuf()
-	defer j.e.putBuf(bp)
-	buf := *bp
-	pos := off
+	defer func() {
+		if bp != nil {
+			j.e.putBuf(bp)
+		}
+	}()
+	pos := off // next byte to write; buf[at:at+filled] holds [pos, pos+filled)
+	at, filled := 0, 0
+	if j.directWriter() != nil {
+		at = int(pos % dioAlign)
+	}
 	const flushAfter = 100 * time.Millisecond
 	for {
 		j.mu.Lock()
 		end := p.end
 		j.mu.Unlock()
+		if limit >= 0 && (end < 0 || limit < end) {
+			end = limit
+		}
 		if end >= 0 && pos >= end {
 			return nil
 		}
-		want := int64(len(buf))
+		buf := *bp
+		want := len(buf) - at
 		if end >= 0 {
-			want = min(want, end-pos)
+			want = int(min(int64(want), end-pos))
 		}
-		if limit >= 0 {
-			if pos >= limit {
-				return nil
-			}
-			want = min(want, limit-pos)
-		}
-		if err := j.throttle(rctx, st, pos); err != nil {
+		if err := j.throttle(rctx, st, pos+int64(filled)); err != nil {
 			return err
 		}
-		filled := 0
 		var rerr error
 		began := time.Now()
-		for int64(filled) < want && rerr == nil {
+		for filled < want && rerr == nil {
 			var n int
-			n, rerr = body.Read(buf[filled:want])
+			n, rerr = body.Read(buf[at+filled : at+want])
 			if n > 0 {
 				filled += n
 				st.touch(int64(n))
@@ -869,11 +913,26 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 				}
 			}
 		}
+		final := rerr != nil || (end >= 0 && pos+int64(filled) >= end)
 		if filled > 0 {
-			n, err := j.write(p, buf[:filled], pos)
-			pos += int64(n)
+			n, kept, err := j.write(p, bp, buf[at:at+filled], pos, final)
 			if err != nil {
 				return err
+			}
+			rest := buf[at+n : at+filled]
+			pos += int64(n)
+			nat := 0
+			if j.directWriter() != nil {
+				nat = int(pos % dioAlign)
+			}
+			if kept {
+				bp = j.e.getBuf()
+			}
+			// Move the unwritten rest (less than a block) to its place.
+			copy((*bp)[nat:], rest)
+			at, filled = nat, len(rest)
+			if n == 0 && final && rerr == nil {
+				return nil // trimmed to a split below this response
 			}
 		}
 		if rerr == io.EOF {
@@ -898,31 +957,65 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 	}
 }
 
-// write stores data at pos for part p (trimmed to the part's current end)
-// and advances the part.
-func (j *job) write(p *part, data []byte, pos int64) (int, error) {
+// write stores data (held in *bp) at pos for part p, trimmed to the part's
+// current end, and advances the part. With direct I/O and final false it
+// may leave an unaligned tail unwritten for the caller to carry. kept
+// reports that the buffer now belongs to the hash followers.
+func (j *job) write(p *part, bp *[]byte, data []byte, pos int64, final bool) (written int, kept bool, err error) {
 	j.mu.Lock()
 	n := int64(len(data))
 	if p.end >= 0 && pos+n > p.end {
 		n = max(p.end-pos, 0)
+		final = true
 	}
 	p.reserved = pos + n
+	dio := j.dio
 	j.mu.Unlock()
 	if n == 0 {
-		return 0, nil
+		return 0, false, nil
 	}
-	var err error
+	head, mid, tail := n, int64(0), int64(0)
+	if dio != nil {
+		head, mid, tail = splitDirect(pos, n)
+		if mid > 0 && !addrAligned(data[head:]) {
+			head, mid, tail = n, 0, 0
+		}
+		if !final {
+			n -= tail
+			tail = 0
+		}
+	}
+	if n == 0 {
+		return 0, false, nil
+	}
 	if hook := j.e.hooks.writeErr; hook != nil {
 		err = hook(j.f.Name(), pos)
 	}
-	if err == nil {
-		_, err = j.f.WriteAt(data[:n], pos)
+	if err == nil && head > 0 {
+		_, err = j.f.WriteAt(data[:head], pos)
+	}
+	if err == nil && mid > 0 {
+		if hook := j.e.hooks.directErr; hook != nil {
+			err = hook(pos + head)
+		}
+		if err == nil {
+			_, err = dio.WriteAt(data[head:head+mid], pos+head)
+		}
+		if err != nil && directRefused(err) {
+			j.disableDirect(err)
+			_, err = j.f.WriteAt(data[head:head+mid], pos+head)
+		} else if err == nil {
+			j.direct.Add(mid)
+		}
+	}
+	if err == nil && tail > 0 {
+		_, err = j.f.WriteAt(data[head+mid:n], pos+head+mid)
 	}
 	if err != nil {
 		if isDiskFatal(err) {
-			return 0, &DiskError{Path: j.f.Name(), Op: "write", Written: j.doneBytes(), Err: err}
+			return 0, false, &DiskError{Path: j.f.Name(), Op: "write", Written: j.doneBytes(), Err: err}
 		}
-		return 0, fmt.Errorf("write %s: %w", j.f.Name(), err)
+		return 0, false, fmt.Errorf("write %s: %w", j.f.Name(), err)
 	}
 	var sum string
 	if p.h != nil {
@@ -930,13 +1023,21 @@ func (j *job) write(p *part, data []byte, pos int64) (int, error) {
 		sum = p.h.Sum()
 	}
 	j.mu.Lock()
+	if j.followers > 0 {
+		// Kept before the watermark moves, so followers never miss it.
+		if j.chunks == nil {
+			j.chunks = map[int64]*chunk{}
+		}
+		j.chunks[pos] = &chunk{pos: pos, data: data[:n], bp: bp, refs: j.followers}
+		kept = true
+	}
 	p.cur = pos + n
 	p.sum = sum
 	j.mu.Unlock()
 	j.fp.network.Add(n)
 	j.lastByte.Store(time.Now().UnixNano())
 	j.wake()
-	return int(n), nil
+	return int(n), kept, nil
 }
 
 func (j *job) addStream(p *part, cancel context.CancelCauseFunc) *stream {

@@ -130,7 +130,8 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 		return Result{}, err
 	}
 	fp.setPhase(PhaseDone)
-	return Result{Name: name, Path: dest, MD5: it.MD5, SHA256: s.sha256, Size: s.size, NetworkBytes: fp.network.Load()}, nil
+	return Result{Name: name, Path: dest, MD5: it.MD5, SHA256: s.sha256, Size: s.size, NetworkBytes: fp.network.Load(),
+		DirectBytes: j.direct.Load()}, nil
 }
 
 func newToken() (string, error) { return fsx.HexToken() }

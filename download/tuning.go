@@ -89,6 +89,13 @@ type Tuning struct {
 	// concurrent writeback competes with the MD5 (measurements in
 	// docs/performance.md were inconclusive within the VM's noise).
 	EarlyWriteback bool
+	// DirectIO writes the aligned blocks of files of at least DirectMin
+	// bytes with O_DIRECT (Linux; silently off where the filesystem refuses
+	// it): no copy into the page cache, no dirty-page writeback storm at the
+	// final fsync, and hashing from the network buffers. The cost: the
+	// first reader of the blob reads it from disk, not from memory.
+	DirectIO  bool
+	DirectMin int64
 }
 
 // DefaultTuning returns the defaults for cfg (download.md §1.6, §2).
@@ -124,6 +131,8 @@ func DefaultTuning(cfg config.Config) Tuning {
 		SHA256:            runtime.NumCPU() >= 4,
 		CheckFreeSpace:    true,
 		EarlyWriteback:    false,
+		DirectIO:          true,
+		DirectMin:         64 << 20,
 	}
 	if cfg.ChunkReadTimeoutSet && cfg.ChunkReadTimeout > 0 {
 		t.StallTimeout = cfg.ChunkReadTimeout

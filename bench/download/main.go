@@ -271,6 +271,10 @@ func run(sizeMiB, rounds int, dir, outDir string, tools []string, verbose, keep 
 				args = append(args, "-v")
 			}
 			cmd := exec.Command(self, args...)
+			if wrap := strings.Fields(os.Getenv("BENCH_WRAP")); len(wrap) > 0 {
+				// e.g. BENCH_WRAP="perf record -g -o pull.data --": profile the pull alone.
+				cmd = exec.Command(wrap[0], append(append(wrap[1:], self), args...)...)
+			}
 			cmd.Env = append(os.Environ(), "INFERENCE_HOME="+out)
 			cmd.Stderr = os.Stderr
 			return cmd.Run()
@@ -327,17 +331,19 @@ func run(sizeMiB, rounds int, dir, outDir string, tools []string, verbose, keep 
 			_ = sh("sync")
 			time.Sleep(2 * time.Second) // let writeback of the previous run settle
 			warmMemory(total + 1<<30)
+			c0 := readCPU()
 			start := time.Now()
 			if err := runners[name](out); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			el := time.Since(start)
+			cpu := readCPU().sub(c0)
 			if err := verify(out, files, name); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			mbs := float64(total) / 1e6 / el.Seconds()
 			results[name] = append(results[name], mbs)
-			fmt.Fprintf(os.Stderr, "round %d  %-10s %6.2f s  %7.0f MB/s\n", r+1, name, el.Seconds(), mbs)
+			fmt.Fprintf(os.Stderr, "round %d  %-10s %6.2f s  %7.0f MB/s   machine CPU: %s\n", r+1, name, el.Seconds(), mbs, cpu)
 			if err := os.RemoveAll(out); err != nil {
 				return err
 			}
@@ -367,6 +373,34 @@ func warmMemory(n int64) {
 			return
 		}
 	}
+}
+
+// cpuTimes are the machine-wide CPU seconds of /proc/stat (all processes,
+// kernel threads included): where the two shared cores went during a run.
+type cpuTimes struct{ user, sys, idle, iowait, other float64 }
+
+func readCPU() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	v := make([]float64, 11)
+	for i := 1; i < len(f) && i < len(v); i++ {
+		fmt.Sscan(f[i], &v[i])
+		v[i] /= 100 // USER_HZ
+	}
+	// user nice system idle iowait irq softirq steal
+	return cpuTimes{user: v[1] + v[2], sys: v[3] + v[6] + v[7], idle: v[4], iowait: v[5], other: v[8]}
+}
+
+func (c cpuTimes) sub(o cpuTimes) cpuTimes {
+	return cpuTimes{c.user - o.user, c.sys - o.sys, c.idle - o.idle, c.iowait - o.iowait, c.other - o.other}
+}
+
+func (c cpuTimes) String() string {
+	return fmt.Sprintf("user %.1f s, sys %.1f s, idle %.1f s, iowait %.1f s", c.user, c.sys, c.idle, c.iowait)
 }
 
 func sh(name string, args ...string) error {
