@@ -24,6 +24,7 @@ import (
 var (
 	errStalled      = errors.New("stream stalled")
 	errSlow         = errors.New("stream much slower than its siblings")
+	errHedgeLost    = errors.New("the other request for this part finished it first")
 	errRangeIgnored = errors.New("server answered a ranged request with the whole file")
 	errStale        = errors.New("object changed since the partial was written (If-Range answered 200)")
 	errRange416     = errors.New("range not satisfiable (416)")
@@ -65,6 +66,8 @@ type part struct {
 	h          rangeHasher // journal range hash of [start, cur); nil without journal
 	sum        string
 	began      time.Time
+	hedged     bool       // a second request was sent for its rest
+	wmu        sync.Mutex // serializes writes of the part's streams (two when hedged)
 }
 
 // stream is one response body being read, watched for stalls and slowness.
@@ -148,12 +151,15 @@ type job struct {
 	pausedTotal          atomic.Int64 // ns streams waited for the hashers (diagnostics)
 	ckpt                 chan struct{}
 	lastJournal          string // last journal content written (skip identical rewrites)
+	lastJournalAt        time.Time
 
-	dio           *os.File         // O_DIRECT descriptor for aligned blocks (nil: page cache only)
-	direct        atomic.Int64     // bytes written through dio
-	followers     int              // hash followers of the current run
-	chunks        map[int64]*chunk // written data kept for the followers, by offset
-	lastJournalAt time.Time
+	dio       *os.File         // O_DIRECT descriptor for aligned blocks (nil: page cache only)
+	direct    atomic.Int64     // bytes written through dio
+	followers int              // hash followers of the current run
+	chunks    map[int64]*chunk // written data kept for the followers, by offset
+	partRates []float64        // B/s of this file's completed parts
+	changed   chan struct{}    // closed and replaced when a part completes
+	hedges    atomic.Int64     // second requests sent
 }
 
 // plan lays out parts over [0, size), skipping the done ranges (sorted,
@@ -490,13 +496,121 @@ func hashRangeRead(f *os.File, h hash.Hash, from, to int64, buf []byte) (int64, 
 
 func (j *job) worker(ctx context.Context) error {
 	for {
-		p := j.nextPart()
-		if p == nil {
+		if p := j.nextPart(); p != nil {
+			if err := j.runPart(ctx, p); err != nil {
+				return err
+			}
+			continue
+		}
+		// Nothing left to start or split: stay to hedge a slow part
+		// until every part is done.
+		wait, active := j.idleState()
+		if !active || !j.mayHedge() {
 			return nil
 		}
-		if err := j.runPart(ctx, p); err != nil {
-			return err
+		if p := j.hedgePart(); p != nil {
+			j.runHedge(ctx, p)
+			continue
 		}
+		t := time.NewTimer(max(j.e.tune.HedgeAfter/4, 5*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-wait:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (j *job) mayHedge() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.e.tune.HedgeAfter > 0 && !j.single && j.ranges && j.size >= 0
+}
+
+// idleState returns the channel closed at the next part completion and
+// whether any part is still in flight.
+func (j *job) idleState() (<-chan struct{}, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.changed == nil {
+		j.changed = make(chan struct{})
+	}
+	for _, p := range j.parts {
+		if p.active && !p.done {
+			return j.changed, true
+		}
+	}
+	return j.changed, false
+}
+
+// hedgePart picks an in-flight part worth a second request (a slow last
+// part: one slow connection would otherwise set the file's finish time).
+// Its stream must have run HedgeAfter, be under half the reference rate
+// (this file's completed parts, else its sibling streams, else recent
+// parts of the engine) and still need more than HedgeAfter at its rate.
+func (j *job) hedgePart() *part {
+	t := j.e.tune
+	engineRef := j.e.partRateMedian()
+	now := time.Now().UnixNano()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	type cand struct {
+		p    *part
+		rate float64
+	}
+	var cands []cand
+	var rates []float64
+	for s := range j.streams {
+		age := s.activeAge(now)
+		if age <= 0 || s.paused.Load() {
+			continue
+		}
+		r := float64(s.bytes.Load()) / age.Seconds()
+		rates = append(rates, r)
+		if p := s.p; !p.done && !p.hedged && p.end > p.cur && age >= t.HedgeAfter {
+			cands = append(cands, cand{p, r})
+		}
+	}
+	ref := engineRef
+	switch {
+	case len(j.partRates) >= 3:
+		ref = median(j.partRates)
+	case len(rates) >= 3:
+		ref = median(rates)
+	}
+	var best *part
+	var bestLeft float64
+	for _, c := range cands {
+		left := float64(c.p.end-c.p.cur) / max(c.rate, 1)
+		if ref > 0 && c.rate < ref/2 && left > t.HedgeAfter.Seconds() && left > bestLeft {
+			best, bestLeft = c.p, left
+		}
+	}
+	if best != nil {
+		best.hedged = true
+	}
+	return best
+}
+
+// runHedge sends one more request for the rest of p; whichever stream
+// finishes the part first cancels the other. Its failures do not matter:
+// the part's own stream still owns the part.
+func (j *job) runHedge(ctx context.Context, p *part) {
+	if err := j.e.acquireStream(ctx); err != nil {
+		return
+	}
+	defer j.e.releaseStream()
+	j.hedges.Add(1)
+	j.mu.Lock()
+	rng := j.rangeText(p)
+	j.mu.Unlock()
+	j.e.log.Info("part slow; racing it with a second request", "file", j.name, "url", j.safe, "range", rng)
+	err := j.attempt(ctx, p)
+	if err != nil && !errors.Is(err, errHedgeLost) && ctx.Err() == nil {
+		j.e.log.Debug("hedge request failed", "file", j.name, "url", j.safe, "range", rng, "err", err.Error())
 	}
 }
 
@@ -555,6 +669,13 @@ func (j *job) finishPart(p *part) {
 	j.mu.Lock()
 	p.done, p.active = true, false
 	n, d, start := p.cur-p.start, time.Since(p.began), p.start
+	if d > 0 {
+		j.partRates = append(j.partRates, float64(n)/d.Seconds())
+	}
+	if j.changed != nil {
+		close(j.changed)
+		j.changed = nil
+	}
 	j.mu.Unlock()
 	if j.e.tune.EarlyWriteback && n > 0 {
 		startWriteback(j.f, start, n)
@@ -616,6 +737,8 @@ func (j *job) runPart(ctx context.Context, p *part) error {
 			if err := sleepCtx(ctx, wait); err != nil {
 				return err
 			}
+		case errors.Is(err, errHedgeLost):
+			continue // the hedge finished the part
 		case errors.Is(err, errStalled):
 			j.mu.Lock()
 			j.stalls++
@@ -735,7 +858,7 @@ func (j *job) attempt(ctx context.Context, p *part) error {
 	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := j.e.client.Do(req)
 	if err != nil {
-		if c := context.Cause(rctx); errors.Is(c, errStalled) || errors.Is(c, errSlow) {
+		if c := context.Cause(rctx); errors.Is(c, errStalled) || errors.Is(c, errSlow) || errors.Is(c, errHedgeLost) {
 			return c
 		}
 		return scrubURLError(err, j.safe)
@@ -884,8 +1007,11 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 	const flushAfter = 100 * time.Millisecond
 	for {
 		j.mu.Lock()
-		end := p.end
+		end, complete := p.end, p.end >= 0 && p.cur >= p.end
 		j.mu.Unlock()
+		if complete {
+			return nil // finished by the part's other stream (hedge)
+		}
 		if limit >= 0 && (end < 0 || limit < end) {
 			end = limit
 		}
@@ -915,7 +1041,7 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 		}
 		final := rerr != nil || (end >= 0 && pos+int64(filled) >= end)
 		if filled > 0 {
-			n, kept, err := j.write(p, bp, buf[at:at+filled], pos, final)
+			n, kept, err := j.write(p, st, bp, buf[at:at+filled], pos, final)
 			if err != nil {
 				return err
 			}
@@ -949,7 +1075,7 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 			return nil
 		}
 		if rerr != nil {
-			if c := context.Cause(rctx); errors.Is(c, errStalled) || errors.Is(c, errSlow) {
+			if c := context.Cause(rctx); errors.Is(c, errStalled) || errors.Is(c, errSlow) || errors.Is(c, errHedgeLost) {
 				return c
 			}
 			return scrubURLError(rerr, j.safe)
@@ -961,18 +1087,24 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 // current end, and advances the part. With direct I/O and final false it
 // may leave an unaligned tail unwritten for the caller to carry. kept
 // reports that the buffer now belongs to the hash followers.
-func (j *job) write(p *part, bp *[]byte, data []byte, pos int64, final bool) (written int, kept bool, err error) {
+func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, final bool) (written int, kept bool, err error) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
 	j.mu.Lock()
+	// A hedged part has two streams over the same bytes: skip what the
+	// other one has written already.
+	skip := min(max(p.cur-pos, 0), int64(len(data)))
+	data, pos = data[skip:], pos+skip
 	n := int64(len(data))
 	if p.end >= 0 && pos+n > p.end {
 		n = max(p.end-pos, 0)
 		final = true
 	}
-	p.reserved = pos + n
+	p.reserved = max(p.reserved, pos+n)
 	dio := j.dio
 	j.mu.Unlock()
 	if n == 0 {
-		return 0, false, nil
+		return int(skip), false, nil
 	}
 	head, mid, tail := n, int64(0), int64(0)
 	if dio != nil {
@@ -986,7 +1118,7 @@ func (j *job) write(p *part, bp *[]byte, data []byte, pos int64, final bool) (wr
 		}
 	}
 	if n == 0 {
-		return 0, false, nil
+		return int(skip), false, nil
 	}
 	if hook := j.e.hooks.writeErr; hook != nil {
 		err = hook(j.f.Name(), pos)
@@ -1033,11 +1165,18 @@ func (j *job) write(p *part, bp *[]byte, data []byte, pos int64, final bool) (wr
 	}
 	p.cur = pos + n
 	p.sum = sum
+	if p.hedged && p.end >= 0 && p.cur >= p.end {
+		for o := range j.streams {
+			if o.p == p && o != st {
+				o.cancel(errHedgeLost)
+			}
+		}
+	}
 	j.mu.Unlock()
 	j.fp.network.Add(n)
 	j.lastByte.Store(time.Now().UnixNano())
 	j.wake()
-	return int(n), kept, nil
+	return int(skip + n), kept, nil
 }
 
 func (j *job) addStream(p *part, cancel context.CancelCauseFunc) *stream {
@@ -1143,7 +1282,7 @@ func median(v []float64) float64 {
 func (j *job) checkpointer(ctx context.Context) {
 	t := time.NewTicker(j.e.tune.JournalInterval)
 	defer t.Stop()
-	// Part completions come in bursts (16 MiB parts at hundreds of MB/s):
+	// Part completions come in bursts (8 MiB parts at hundreds of MB/s):
 	// checkpoint them at most every 100 ms; every fsync costs the disk.
 	minGap := max(min(j.e.tune.JournalInterval/4, 500*time.Millisecond), 5*time.Millisecond)
 	var last time.Time

@@ -34,6 +34,7 @@ type faultServer struct {
 	rule  func(r faultReq) fault
 
 	served   atomic.Int64 // body bytes written to clients
+	tagged   sync.Map     // fault.Tag -> *atomic.Int64 body bytes
 	active   atomic.Int64 // handlers running
 	requests atomic.Int64 // GET requests
 	heads    atomic.Int64
@@ -69,6 +70,11 @@ type fault struct {
 	IgnoreRange bool // answer 200 with the whole file
 	Corrupt     bool // flip one byte (same size)
 	NoRanges    bool // HEAD without Accept-Ranges
+	// This response only: Chunk bytes per write (0: the server's), then
+	// Delay; Tag counts its body bytes in faultServer.tagged.
+	Chunk int64
+	Delay time.Duration
+	Tag   string
 }
 
 type connKey struct{}
@@ -207,12 +213,26 @@ func (fs *faultServer) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	chunk := fs.chunk.Load()
 	delay := time.Duration(fs.delay.Load())
+	if f.Chunk > 0 {
+		chunk = f.Chunk
+	}
+	if f.Delay > 0 {
+		delay = f.Delay
+	}
+	var tag *atomic.Int64
+	if f.Tag != "" {
+		v, _ := fs.tagged.LoadOrStore(f.Tag, new(atomic.Int64))
+		tag = v.(*atomic.Int64)
+	}
 	var sent int64
 	for sent < limit {
 		m := min(chunk, limit-sent)
 		k, err := w.Write(data[sent : sent+m])
 		sent += int64(k)
 		fs.served.Add(int64(k))
+		if tag != nil {
+			tag.Add(int64(k))
+		}
 		if err != nil {
 			return
 		}
@@ -241,6 +261,14 @@ func (fs *faultServer) handle(w http.ResponseWriter, r *http.Request) {
 		_ = rc.Flush()
 		<-r.Context().Done()
 	}
+}
+
+// taggedBytes is the body bytes sent by responses tagged tag.
+func (fs *faultServer) taggedBytes(tag string) int64 {
+	if v, ok := fs.tagged.Load(tag); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 func md5hex(b []byte) string {

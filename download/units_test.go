@@ -83,9 +83,9 @@ func TestSafeURLDropsSecrets(t *testing.T) {
 func TestPartSizing(t *testing.T) {
 	tu := DefaultTuning(config.Default())
 	for size, want := range map[int64]int64{
-		100 << 20: 16 << 20, // 7 parts, the last 4 MiB
-		1 << 30:   16 << 20, // tuned cap (the spec would use 64 MiB)
-		8 << 30:   16 << 20, // (the spec would use 512 MiB)
+		100 << 20: 8 << 20, // 13 parts, the last 4 MiB (the spec would use 16 MiB)
+		1 << 30:   8 << 20, // tuned cap (the spec would use 64 MiB)
+		8 << 30:   8 << 20, // (the spec would use 512 MiB)
 	} {
 		if got := tu.partSize(size); got != want {
 			t.Errorf("partSize(%d) = %d, want %d", size, got, want)
@@ -108,6 +108,7 @@ func TestPartSizing(t *testing.T) {
 func TestPlanWatermarkAndStealing(t *testing.T) {
 	e := &Engine{tune: DefaultTuning(config.Default())}
 	e.tune.MinSplit = 1 << 20
+	e.tune.MinPart, e.tune.MaxPart = 16<<20, 16<<20
 	j := &job{e: e, size: 100 << 20, ranges: true, jpath: "x", algo: hashXXH64}
 	j.plan([]journalRange{{First: 0, Last: 10<<20 - 1, Hash: "h"}, {First: 20 << 20, Last: 30<<20 - 1, Hash: "h2"}})
 	if w, done := j.watermark(); w != 10<<20 || done {
@@ -126,10 +127,10 @@ func TestPlanWatermarkAndStealing(t *testing.T) {
 	// Gaps [10,20) and [30,100) MiB: 1 part + 5 parts of <= 16 MiB; then a
 	// 7th part stolen from the first largest remainder, [30,46), at 38 MiB.
 	if len(got) != 7 || got[0].start != 10<<20 || got[0].end != 20<<20 || got[1].start != 30<<20 {
-		t.Fatalf("parts: %d, first %+v", len(got), *got[0])
+		t.Fatalf("parts: %d, first [%d, %d)", len(got), got[0].start, got[0].end)
 	}
 	if stolen := got[6]; stolen.start != 38<<20 || stolen.end != 46<<20 || got[1].end != 38<<20 {
-		t.Errorf("split wrong: %+v / %+v", *got[1], *stolen)
+		t.Errorf("split wrong: [%d, %d) / [%d, %d)", got[1].start, got[1].end, stolen.start, stolen.end)
 	}
 	for i := 1; i < len(j.parts); i++ {
 		if j.parts[i].start != j.parts[i-1].end {

@@ -167,6 +167,9 @@ func tuningFromEnv(spec string) (func(*download.Tuning), error) {
 		"sha256":          func(t *download.Tuning, v string) error { t.SHA256 = v == "true"; return nil },
 		"early_writeback": func(t *download.Tuning, v string) error { t.EarlyWriteback = v == "true"; return nil },
 		"hash_lead":       i64(func(t *download.Tuning) *int64 { return &t.HashLead }),
+		"direct":          func(t *download.Tuning, v string) error { t.DirectIO = v == "true"; return nil },
+		"direct_min":      i64(func(t *download.Tuning) *int64 { return &t.DirectMin }),
+		"hedge_after":     dur(func(t *download.Tuning) *time.Duration { return &t.HedgeAfter }),
 	}
 	var sets []func(*download.Tuning) error
 	for _, kv := range strings.Split(spec, ",") {
