@@ -3,9 +3,11 @@ package modelcache
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/modelcache/modelcache/download"
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/layout"
 	"github.com/modelcache/modelcache/materialize"
 )
@@ -37,11 +39,7 @@ type engineFetcher struct {
 }
 
 func (f *engineFetcher) EnsureBlobs(ctx context.Context, missing []layout.Artefact, refresh RefreshFunc) error {
-	items := make([]download.Item, len(missing))
-	for i, a := range missing {
-		items[i] = download.Item{Name: a.FileHandle, URL: a.DownloadURL, MD5: a.MD5, Refresh: refresh.forHandle(a.FileHandle)}
-	}
-	_, err := f.e.Batch(ctx, items)
+	_, err := f.ensureBlobs(ctx, missing, refresh)
 	return err
 }
 
@@ -55,8 +53,16 @@ func (f *engineFetcher) FetchFile(ctx context.Context, a layout.Artefact, dest s
 	return err
 }
 
+func (f *engineFetcher) ensureBlobs(ctx context.Context, missing []layout.Artefact, refresh RefreshFunc) ([]download.Result, error) {
+	items := make([]download.Item, len(missing))
+	for i, a := range missing {
+		items[i] = download.Item{Name: a.FileHandle, URL: a.DownloadURL, MD5: a.MD5, Refresh: refresh.forHandle(a.FileHandle)}
+	}
+	return f.e.Batch(ctx, items)
+}
+
 func hooksFor(f Fetcher, refresh RefreshFunc) materialize.Hooks {
-	return materialize.Hooks{
+	h := materialize.Hooks{
 		EnsureBlobs: func(ctx context.Context, missing []layout.Artefact) error {
 			return f.EnsureBlobs(ctx, missing, refresh)
 		},
@@ -64,4 +70,28 @@ func hooksFor(f Fetcher, refresh RefreshFunc) materialize.Hooks {
 			return f.FetchFile(ctx, a, dest, refresh)
 		},
 	}
+	if ef, ok := f.(*engineFetcher); ok {
+		// The engine hashes what it writes: blobs it publishes for this load
+		// need no second read in step 6 (materialize.Hooks.Verified).
+		var mu sync.Mutex
+		verified := map[string]fsx.FileID{}
+		h.EnsureBlobs = func(ctx context.Context, missing []layout.Artefact) error {
+			res, err := ef.ensureBlobs(ctx, missing, refresh)
+			mu.Lock()
+			for _, r := range res {
+				if r.File.Ino != 0 {
+					verified[r.MD5] = r.File
+				}
+			}
+			mu.Unlock()
+			return err
+		}
+		h.Verified = func(md5 string) (fsx.FileID, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			id, ok := verified[md5]
+			return id, ok
+		}
+	}
+	return h
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -316,4 +317,52 @@ func TestLoadRefreshesExpiredSignedURLs(t *testing.T) {
 	if _, err := c.Cache().Packages.VerifyPackage(ctx, pkg.Dir); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A cold load reads no blob twice: blobs the engine verified while
+// downloading them for this load skip the step-6 re-hash. A later load of
+// the same package for another key re-hashes them (they existed before it).
+func TestColdLoadDoesNotReadBlobsAgain(t *testing.T) {
+	ctx := context.Background()
+	es := serveExamples(t)
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := newClient(t, t.TempDir(), es.URL, modelcache.WithLogger(log))
+	pkg, err := c.Load(ctx, "parcel-det", modelcache.WithAPIKey("key-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashed := 0
+	for h := range pkg.Files {
+		if p, err := os.Readlink(pkg.Files[h]); err == nil && strings.Contains(p, "shared-blobs") {
+			hashed++
+		}
+	}
+	if n := strings.Count(logs.String(), "not read again"); hashed == 0 || n != hashed {
+		t.Fatalf("%d of %d freshly downloaded blobs skipped the re-hash\n%s", n, hashed, logs.String())
+	}
+	before := strings.Count(logs.String(), "not read again")
+	if _, err := c.Load(ctx, "parcel-det", modelcache.WithAPIKey("key-b")); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "not read again"); n != before {
+		t.Errorf("blobs that existed before the load were trusted without re-hashing (%d skips)", n-before)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

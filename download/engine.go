@@ -228,6 +228,9 @@ type Result struct {
 	// DirectBytes of this call's writes went straight to the disk (direct
 	// I/O, Tuning.DirectIO), bypassing the page cache.
 	DirectBytes int64
+	// File is the identity of the blob this call verified and published
+	// (zero when it was cached or shared).
+	File fsx.FileID
 }
 
 // Batch fetches items, FilesInParallel at a time: blobs (MD5 set, Dest
@@ -622,7 +625,7 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 	fp.setPhase(PhaseDone)
 	return Result{Name: name, Path: pres.Path, MD5: it.MD5, SHA256: s.sha256, Size: s.size,
 		Shared: !pres.Published, NetworkBytes: fp.network.Load(), ReusedBytes: fp.reused.Load(),
-		DirectBytes: j.direct.Load()}, nil
+		DirectBytes: j.direct.Load(), File: pres.File}, nil
 }
 
 func (e *Engine) journalTemplate(md5, safe, token string) journalFile {

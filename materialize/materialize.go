@@ -102,6 +102,13 @@ type Hooks struct {
 	// not exist; the handle lock is held) with retries and resume; otherwise
 	// the FetchFunc stream is written to a private temp and renamed.
 	FetchFile func(ctx context.Context, a layout.Artefact, dest string) error
+	// Verified, if set, returns the identity a blob had when this load's own
+	// download verified and published it. Step 6 does not re-read such a
+	// blob while its identity (inode, size, mtime, ctime) is unchanged: the
+	// bytes were hashed as they were written, moments ago. Blobs that
+	// existed before the load, or that another process published, are
+	// re-hashed as the reference does.
+	Verified func(md5 string) (fsx.FileID, bool)
 }
 
 // Result describes a materialized package.
@@ -197,7 +204,7 @@ func (s *Store) Materialize(ctx context.Context, req Request, fetch FetchFunc, h
 	if err := s.fetchAll(ctx, pkgDir, decls, req.Artefacts, fetch, hooks); err != nil {
 		return nil, err
 	}
-	arts, err := s.verifyFiles(ctx, pkgDir, decls, req.Artefacts, fetch, hooks.EnsureBlobs)
+	arts, err := s.verifyFiles(ctx, pkgDir, decls, req.Artefacts, fetch, hooks)
 	if err != nil {
 		return nil, err
 	}
@@ -474,7 +481,8 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // once (renamed aside, deleted, fetched again), an improvement the reference
 // cannot see. It returns the full artefact identities (SHA-256 of unhashed files).
 func (s *Store) verifyFiles(ctx context.Context, pkgDir string, decls []layout.Declaration, arts []layout.Artefact, fetch FetchFunc,
-	ensure func(context.Context, []layout.Artefact) error) ([]manifest.Artifact, error) {
+	hooks Hooks) ([]manifest.Artifact, error) {
+	ensure := hooks.EnsureBlobs
 	out := declaredArtifacts(decls)
 	for i, d := range decls {
 		p, err := layout.HandlePath(pkgDir, d.FileHandle)
@@ -483,7 +491,7 @@ func (s *Store) verifyFiles(ctx context.Context, pkgDir string, decls []layout.D
 		}
 		switch {
 		case d.Storage == layout.StorageSharedBlob:
-			err := s.verifyBlobLink(ctx, p, d)
+			err := s.verifyBlobLink(ctx, p, d, hooks.Verified)
 			if err != nil && (fetch != nil || ensure != nil) && isContentError(err) {
 				s.log.Warn("blob failed verification; repairing", "md5", d.MD5Hash, "handle", d.FileHandle, "err", err)
 				if _, rerr := s.blobs.Repair(ctx, d.MD5Hash); rerr != nil {
@@ -496,7 +504,7 @@ func (s *Store) verifyFiles(ctx context.Context, pkgDir string, decls []layout.D
 				}
 				if err == nil {
 					if err = s.linkBlob(ctx, pkgDir, d); err == nil {
-						err = s.verifyBlobLink(ctx, p, d)
+						err = s.verifyBlobLink(ctx, p, d, hooks.Verified)
 					}
 				}
 			}
@@ -541,7 +549,7 @@ func (e *PackageFileError) Unwrap() []error { return []error{e.Err, errdefs.ErrC
 
 // verifyBlobLink checks a shared_blob handle as the reference does: a symlink,
 // the blob a regular non-symlink file, same real path, MD5 equal.
-func (s *Store) verifyBlobLink(ctx context.Context, handlePath string, d layout.Declaration) error {
+func (s *Store) verifyBlobLink(ctx context.Context, handlePath string, d layout.Declaration, verified func(string) (fsx.FileID, bool)) error {
 	fi, err := os.Lstat(handlePath)
 	if err != nil {
 		return &PackageFileError{Path: handlePath, Err: err}
@@ -553,12 +561,14 @@ func (s *Store) verifyBlobLink(ctx context.Context, handlePath string, d layout.
 	if err != nil {
 		return err
 	}
-	sum, _, err := fsx.MD5File(ctx, blob)
-	if err != nil {
-		return &PackageFileError{Path: blob, Err: err}
-	}
-	if sum != d.MD5Hash {
-		return &PackageFileError{Path: blob, Err: &blobstore.DigestMismatchError{Expected: d.MD5Hash, Actual: sum}}
+	if !s.verifiedByThisLoad(blob, d.MD5Hash, verified) {
+		sum, _, err := fsx.MD5File(ctx, blob)
+		if err != nil {
+			return &PackageFileError{Path: blob, Err: err}
+		}
+		if sum != d.MD5Hash {
+			return &PackageFileError{Path: blob, Err: &blobstore.DigestMismatchError{Expected: d.MD5Hash, Actual: sum}}
+		}
 	}
 	same, err := sameRealPath(handlePath, blob)
 	if err != nil {
@@ -568,6 +578,24 @@ func (s *Store) verifyBlobLink(ctx context.Context, handlePath string, d layout.
 		return &PackageFileError{Path: handlePath, Err: fmt.Errorf("link does not resolve to blob %s", blob)}
 	}
 	return nil
+}
+
+// verifiedByThisLoad reports whether blob is, unchanged, the file this
+// load's download verified (Hooks.Verified).
+func (s *Store) verifiedByThisLoad(blob, md5 string, verified func(string) (fsx.FileID, bool)) bool {
+	if verified == nil {
+		return false
+	}
+	want, ok := verified(md5)
+	if !ok {
+		return false
+	}
+	got, err := fsx.LstatID(blob)
+	if err != nil || !got.IsRegular() || !got.Unchanged(want) {
+		return false
+	}
+	s.log.Debug("blob verified while this load downloaded it; not read again", "md5", md5, "size", got.Size)
+	return true
 }
 
 func sameRealPath(a, b string) (bool, error) {
@@ -797,7 +825,7 @@ func (s *Store) VerifyPackage(ctx context.Context, pkgDir string) (*manifest.Man
 		}
 		switch {
 		case a.Storage == manifest.StorageSharedBlob:
-			if err := s.verifyBlobLink(ctx, p, d); err != nil {
+			if err := s.verifyBlobLink(ctx, p, d, nil); err != nil {
 				return m, err
 			}
 		case a.SHA256Hash != nil:

@@ -10,16 +10,19 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/layout"
 	"github.com/modelcache/modelcache/lock"
 	"github.com/modelcache/modelcache/manifest"
@@ -536,4 +539,80 @@ func TestEnsureBlobsHook(t *testing.T) {
 	if len(calls) != 1 {
 		t.Errorf("EnsureBlobs called again although every blob is present: %v", calls)
 	}
+}
+
+// Blobs this load's download verified and published are not read again in
+// step 6 while their identity is unchanged; one that changed after the
+// download (here: overwritten with zeros) is re-hashed, found corrupt and
+// repaired.
+func TestVerifiedBlobsAreNotReadAgain(t *testing.T) {
+	for _, tamper := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tamper=%v", tamper), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, t.TempDir())
+			var logs syncBuffer
+			store := materialize.New(e.home, e.locks, e.blobs, materialize.WithLogger(
+				slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+			f := newFixture()
+			weights := md5hex(f.files["weights.onnx"])
+			verified := map[string]fsx.FileID{}
+			tampered := false
+			ensure := func(ctx context.Context, missing []layout.Artefact) error {
+				for _, a := range missing {
+					b := f.files[a.FileHandle]
+					r, err := e.blobs.PutDetailed(ctx, a.MD5, bytes.NewReader(b), int64(len(b)))
+					if err != nil {
+						return err
+					}
+					verified[a.MD5] = r.File
+					if tamper && !tampered && a.MD5 == weights {
+						tampered = true
+						time.Sleep(10 * time.Millisecond) // a later mtime even on coarse clocks
+						_ = os.Chmod(r.Path, 0o644)
+						if err := os.WriteFile(r.Path, make([]byte, len(b)), 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				return nil
+			}
+			hooks := materialize.Hooks{EnsureBlobs: ensure, Verified: func(md5 string) (fsx.FileID, bool) {
+				id, ok := verified[md5]
+				return id, ok
+			}}
+			res, err := store.Materialize(ctx, request(f, false), f.fetch, hooks)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, logs.String())
+			}
+			skipped := strings.Count(logs.String(), "not read again")
+			repaired := strings.Contains(logs.String(), "blob failed verification; repairing")
+			switch {
+			case !tamper && (skipped != 4 || repaired):
+				t.Errorf("skipped %d of 4 fresh blobs, repaired %v", skipped, repaired)
+			case tamper && !repaired:
+				t.Errorf("a blob changed after its download was trusted without re-hashing:\n%s", logs.String())
+			}
+			if _, err := store.VerifyPackage(ctx, res.PackageDir); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent log writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -65,7 +65,9 @@ func main() {
 	dir := flag.String("dir", "", "work directory (default: a new directory under $TMPDIR)")
 	outFlag := flag.String("out", "", "where the tools write (default: -dir); must be on the filesystem under test")
 	keep := flag.Bool("keep", false, "keep the generated registry in -dir and reuse it next time")
-	tools := flag.String("tools", "dd,modelcache,curl,aria2c", "tools to measure, comma-separated")
+	tools := flag.String("tools", "dd,modelcache,engine,curl,aria2c", "tools to measure, comma-separated")
+	mcBin := flag.String("modelcache", "", "modelcache binary for the pull row (default: go build ./cmd/modelcache)")
+	runtimeDoc := flag.String("runtime", "examples/runtimes/cpu-onnx.json", "runtime document the pull negotiates for")
 	pull := flag.String("pull", "", "internal: pull the files listed in this JSON file into $INFERENCE_HOME")
 	verbose := flag.Bool("v", false, "engine logs at debug level (pull)")
 	flag.Parse()
@@ -76,7 +78,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*sizeMiB, *rounds, *dir, *outFlag, strings.Split(*tools, ","), *verbose, *keep); err != nil {
+	if err := run(*sizeMiB, *rounds, *dir, *outFlag, strings.Split(*tools, ","), *verbose, *keep, *mcBin, *runtimeDoc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -196,7 +198,7 @@ func tuningFromEnv(spec string) (func(*download.Tuning), error) {
 	}, nil
 }
 
-func run(sizeMiB, rounds int, dir, outDir string, tools []string, verbose, keep bool) error {
+func run(sizeMiB, rounds int, dir, outDir string, tools []string, verbose, keep bool, mcBin, runtimeDoc string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if dir == "" {
@@ -259,6 +261,16 @@ func run(sizeMiB, rounds int, dir, outDir string, tools []string, verbose, keep 
 	if err != nil {
 		return err
 	}
+	if runtimeDoc, err = filepath.Abs(runtimeDoc); err != nil {
+		return err
+	}
+	if mcBin == "" && strings.Contains(strings.Join(tools, ","), "modelcache") {
+		mcBin = filepath.Join(dir, "modelcache")
+		fmt.Fprintln(os.Stderr, "building ./cmd/modelcache ...")
+		if err := sh("go", "build", "-o", mcBin, "./cmd/modelcache"); err != nil {
+			return fmt.Errorf("build modelcache (run from the repository root or pass -modelcache): %w", err)
+		}
+	}
 	runners := map[string]func(out string) error{
 		"dd": func(out string) error {
 			for _, f := range files {
@@ -269,15 +281,17 @@ func run(sizeMiB, rounds int, dir, outDir string, tools []string, verbose, keep 
 			return sh("sync")
 		},
 		"modelcache": func(out string) error {
+			cmd := wrapped(mcBin, "pull", "bench/large/1", "--runtime", runtimeDoc)
+			cmd.Env = append(os.Environ(), "INFERENCE_HOME="+out, "ROBOFLOW_API_HOST="+base, "DISABLE_INTERACTIVE_PROGRESS_BARS=True")
+			cmd.Stderr = os.Stderr
+			return cmd.Run()
+		},
+		"engine": func(out string) error {
 			args := []string{"-pull", listPath}
 			if verbose {
 				args = append(args, "-v")
 			}
-			cmd := exec.Command(self, args...)
-			if wrap := strings.Fields(os.Getenv("BENCH_WRAP")); len(wrap) > 0 {
-				// e.g. BENCH_WRAP="perf record -g -o pull.data --": profile the pull alone.
-				cmd = exec.Command(wrap[0], append(append(wrap[1:], self), args...)...)
-			}
+			cmd := wrapped(self, args...)
 			cmd.Env = append(os.Environ(), "INFERENCE_HOME="+out)
 			cmd.Stderr = os.Stderr
 			return cmd.Run()
@@ -315,7 +329,7 @@ func run(sizeMiB, rounds int, dir, outDir string, tools []string, verbose, keep 
 		if _, ok := runners[t]; !ok {
 			return fmt.Errorf("unknown tool %q", t)
 		}
-		if t != "modelcache" {
+		if t != "modelcache" && t != "engine" {
 			if _, err := exec.LookPath(t); err != nil {
 				fmt.Fprintf(os.Stderr, "skipping %s: not installed (apt-get install %s)\n", t, map[string]string{"aria2c": "aria2"}[t]+map[bool]string{true: t}[t != "aria2c"])
 				continue
@@ -404,6 +418,15 @@ func (c cpuTimes) sub(o cpuTimes) cpuTimes {
 
 func (c cpuTimes) String() string {
 	return fmt.Sprintf("user %.1f s, sys %.1f s, idle %.1f s, iowait %.1f s", c.user, c.sys, c.idle, c.iowait)
+}
+
+// wrapped is name args, under $BENCH_WRAP when set (e.g. BENCH_WRAP="perf
+// record -g -o pull.data --" profiles the pull alone).
+func wrapped(name string, args ...string) *exec.Cmd {
+	if wrap := strings.Fields(os.Getenv("BENCH_WRAP")); len(wrap) > 0 {
+		return exec.Command(wrap[0], append(append(wrap[1:], name), args...)...)
+	}
+	return exec.Command(name, args...)
 }
 
 func sh(name string, args ...string) error {
@@ -541,9 +564,16 @@ func listFiles(base string, sources []file) ([]file, error) {
 // (the large one is checked by size only, to keep rounds short; the engine
 // verifies MD5 itself), and the blob layout for modelcache.
 func verify(out string, files []file, tool string) error {
+	if tool == "modelcache" {
+		// The pull also materialized the package: its manifest must exist.
+		ms, _ := filepath.Glob(filepath.Join(out, "models-cache", "*", "*", "model_config.json"))
+		if len(ms) == 0 {
+			return errors.New("no materialized package under models-cache")
+		}
+	}
 	for _, f := range files {
 		p := filepath.Join(out, f.MD5)
-		if tool == "modelcache" {
+		if tool == "modelcache" || tool == "engine" {
 			p = filepath.Join(out, blobstore.DirName, f.MD5)
 		}
 		fi, err := os.Stat(p)
@@ -603,7 +633,8 @@ func printTable(w io.Writer, res map[string][]float64, order []string, total int
 	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 34), strings.Repeat("-", 11), strings.Repeat("-", 28), strings.Repeat("-", 10), strings.Repeat("-", 11))
 	label := map[string]string{
 		"dd":         "disk-write limit (dd + sync)",
-		"modelcache": "modelcache (MD5-verified)",
+		"modelcache": "modelcache pull (MD5-verified)",
+		"engine":     "  engine alone (Engine.Batch)",
 		"curl":       "curl, sequential (+ sync)",
 		"aria2c":     "aria2c -x8 -s8 (+ sync)",
 	}
