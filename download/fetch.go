@@ -632,7 +632,7 @@ func (j *job) nextPart() *part {
 	var best *part
 	var bestRem int64
 	for _, p := range j.parts {
-		if p.active && !p.done {
+		if p.active && !p.done && !p.hedged { // a hedged part's two streams share one end
 			if rem := p.end - max(p.reserved, p.cur); rem > bestRem {
 				best, bestRem = p, rem
 			}

@@ -654,4 +654,19 @@ func printTable(w io.Writer, res map[string][]float64, order []string, total int
 		fmt.Fprintf(w, "| %-32s | %9.0f | %-26s | %8s | %9s |\n", label[name], m, strings.Join(runs, ", "), ratio(dd), ratio(ar))
 	}
 	fmt.Fprintf(w, "| %-32s | %9.0f | %-26s | %8s | %9s |\n", "(MD5 of the large file, 1 core)", md5c, "from page cache", "-", "-")
+	// Rounds run the tools back to back, so per-round ratios cancel drift
+	// of the shared machine between rounds.
+	for _, base := range []string{"dd", "aria2c"} {
+		mc, b := res["modelcache"], res[base]
+		if len(mc) == 0 || len(mc) != len(b) {
+			continue
+		}
+		var rs []float64
+		var txt []string
+		for i := range mc {
+			rs = append(rs, mc[i]/b[i])
+			txt = append(txt, fmt.Sprintf("%.2f", mc[i]/b[i]))
+		}
+		fmt.Fprintf(w, "\nmodelcache pull / %s per round: %s; median %.2fx\n", base, strings.Join(txt, ", "), median(rs))
+	}
 }
