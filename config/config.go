@@ -33,6 +33,7 @@ const (
 	EnvOffline                = "OFFLINE_MODE"
 	EnvOfflineWarmUp          = "OFFLINE_MODE_WARM_UP"
 	EnvDisableProgressBars    = "DISABLE_INTERACTIVE_PROGRESS_BARS"
+	EnvDirectIO               = "MODELCACHE_DIRECT_IO"
 	EnvAPIKey                 = "ROBOFLOW_API_KEY"
 	EnvAPIHost                = "ROBOFLOW_API_HOST"
 	EnvRegion                 = "ROBOFLOW_REGION"
@@ -90,6 +91,11 @@ type Config struct {
 	OfflineWarmUp bool
 
 	DisableProgressBars bool
+	// DirectIO: blobs of 64 MiB and more are written with O_DIRECT, bypassing
+	// the page cache (MODELCACHE_DIRECT_IO, default true; ours, not the
+	// reference's). False suits a pull that is loaded at once on a machine
+	// where memory is plentiful and backed.
+	DirectIO bool
 
 	APIKey Secret // ROBOFLOW_API_KEY as given; may be empty (anonymous requests)
 	// APIHost is the weights-API base URL: ROBOFLOW_API_HOST verbatim, else chosen by
@@ -132,6 +138,7 @@ func Default() Config {
 		ChunkReadTimeout:         60 * time.Second,
 		ChunkMaxAttempts:         60,
 		APIHost:                  hostUSProd,
+		DirectIO:                 true,
 	}
 }
 
@@ -162,6 +169,7 @@ func FromEnv(env func(string) (string, bool)) (Config, error) {
 		r.warn(EnvOffline + " and " + EnvOfflineWarmUp + " are both true; they are mutually exclusive and every load will fail")
 	}
 	c.DisableProgressBars = r.bool(EnvDisableProgressBars, false)
+	c.DirectIO = r.bool(EnvDirectIO, true)
 
 	c.APIKey = r.apiKey()
 	c.APIHost = r.apiHost()

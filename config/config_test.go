@@ -39,6 +39,7 @@ func TestDefaultMatchesSpec(t *testing.T) {
 		ChunkReadTimeout:         60 * time.Second,
 		ChunkMaxAttempts:         60,
 		APIHost:                  "https://api.roboflow.com",
+		DirectIO:                 true, // ours (download engine), not in the spec
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%#v\nwant\n%#v", got, want)
@@ -82,6 +83,8 @@ func TestFromEnvReadsEachVariable(t *testing.T) {
 		{EnvOffline, "FALSE", func(c *Config) {}},
 		{EnvOfflineWarmUp, "TRUE", func(c *Config) { c.OfflineWarmUp = true }},
 		{EnvDisableProgressBars, "true", func(c *Config) { c.DisableProgressBars = true }},
+		{EnvDirectIO, "False", func(c *Config) { c.DirectIO = false }},
+		{EnvDirectIO, "true", func(c *Config) {}},
 		{EnvAPIKey, "rf_abc\tdef", func(c *Config) { c.APIKey = "rf_abc\tdef" }},
 		{EnvDefaultDevice, "cuda:1", func(c *Config) { c.DefaultDevice = "cuda:1" }},
 		{EnvONNXExecutionProviders, "[CUDAExecutionProvider,CPUExecutionProvider]", func(c *Config) {
@@ -110,7 +113,7 @@ func TestFromEnvRejects(t *testing.T) {
 		"int list": {"408,abc", "408;429", "1.0", "0x1F4"},
 	}
 	vars := map[string][]string{
-		"bool":     {EnvOffline, EnvOfflineWarmUp, EnvDisableProgressBars, EnvOfflineLatch},
+		"bool":     {EnvOffline, EnvOfflineWarmUp, EnvDisableProgressBars, EnvDirectIO, EnvOfflineLatch},
 		"int":      {EnvAutoResolutionTTL, EnvLockTimeout, EnvAPITimeout, EnvAPIMaxTries, EnvChunkMaxAttempts},
 		"float":    {EnvChunkConnectTimeout, EnvChunkReadTimeout},
 		"int list": {EnvRetryCodes},

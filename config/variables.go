@@ -26,6 +26,7 @@ func Variables() []Variable {
 		{EnvOffline, "bool", "false", "serve only the warmed cache, no network"},
 		{EnvOfflineWarmUp, "bool", "false", "record online loads for offline use; exclusive with OFFLINE_MODE"},
 		{EnvDisableProgressBars, "bool", "false", "no progress bars"},
+		{EnvDirectIO, "bool", "true", "modelcache only: write blobs >= 64 MiB with O_DIRECT (no page cache); false for page-cache writes"},
 		{EnvAPIKey, "secret", "", "Roboflow API key; never printed"},
 		{EnvAPIHost, "string", "", "weights-API base URL, verbatim; overrides region and environment"},
 		{EnvRegion, "string", "us", "us or eu (trimmed, any case); unknown -> warning, us"},

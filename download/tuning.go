@@ -94,7 +94,8 @@ type Tuning struct {
 	// bytes with O_DIRECT (Linux; silently off where the filesystem refuses
 	// it): no copy into the page cache, no dirty-page writeback storm at the
 	// final fsync, and hashing from the network buffers. The cost: the
-	// first reader of the blob reads it from disk, not from memory.
+	// first reader of the blob reads it from disk, not from memory. Default:
+	// MODELCACHE_DIRECT_IO (true).
 	DirectIO  bool
 	DirectMin int64
 	// HedgeAfter: when a file has nothing left to start or split, a part
@@ -137,7 +138,7 @@ func DefaultTuning(cfg config.Config) Tuning {
 		SHA256:            runtime.NumCPU() >= 4,
 		CheckFreeSpace:    true,
 		EarlyWriteback:    false,
-		DirectIO:          true,
+		DirectIO:          cfg.DirectIO,
 		DirectMin:         64 << 20,
 		HedgeAfter:        2 * time.Second,
 	}

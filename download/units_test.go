@@ -97,8 +97,13 @@ func TestPartSizing(t *testing.T) {
 	if tu := DefaultTuning(cfg); tu.StallTimeout != 7*time.Second || tu.MaxAttempts != 60 || tu.MaxStatusTries != 3 || tu.LockTimeout != 20*time.Second {
 		t.Errorf("tuning from config: %+v", tu)
 	}
-	if tu := DefaultTuning(config.Default()); tu.StallTimeout != 30*time.Second {
-		t.Errorf("default stall timeout %v", tu.StallTimeout)
+	if tu := DefaultTuning(config.Default()); tu.StallTimeout != 30*time.Second || !tu.DirectIO {
+		t.Errorf("default stall timeout %v, direct I/O %v", tu.StallTimeout, tu.DirectIO)
+	}
+	cfg = config.Default()
+	cfg.DirectIO = false // MODELCACHE_DIRECT_IO=false
+	if tu := DefaultTuning(cfg); tu.DirectIO {
+		t.Error("MODELCACHE_DIRECT_IO=false left direct I/O on")
 	}
 }
 
