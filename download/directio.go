@@ -54,6 +54,17 @@ type chunk struct {
 
 func (c *chunk) end() int64 { return c.pos + int64(len(c.data)) }
 
+// noteKept records the peak of bytes held for hash followers (tests
+// assert that the hash lead bounds it).
+func (e *Engine) noteKept(n int64) {
+	for {
+		p := e.keptPeak.Load()
+		if n <= p || e.keptPeak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
 // chunkAtLocked returns the kept chunk holding byte pos.
 func (j *job) chunkAtLocked(pos int64) *chunk {
 	if c := j.chunks[pos]; c != nil {
@@ -85,6 +96,7 @@ func (j *job) passChunk(c *chunk) {
 	free := c.refs <= 0
 	if free {
 		delete(j.chunks, c.pos)
+		j.kept.Add(-int64(len(c.data)))
 	}
 	j.mu.Unlock()
 	if free {
@@ -97,6 +109,7 @@ func (j *job) dropChunks() {
 	j.mu.Lock()
 	cs := j.chunks
 	j.chunks = nil
+	j.kept.Store(0)
 	j.mu.Unlock()
 	for _, c := range cs {
 		j.e.putBuf(c.bp)

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -169,4 +170,44 @@ func TestDirectIORefusedFallsBack(t *testing.T) {
 		t.Errorf("fallback not logged")
 	}
 	assertStore(t, env, data, true, false)
+}
+
+// TestKeptBuffersBoundedByHashLead: buffers held for a slow hasher never
+// exceed the hash lead (plus one buffer per stream), for a single stream
+// (no ranges) as for parallel ranges; without the bound a fast network
+// would park most of the file in memory.
+func TestKeptBuffersBoundedByHashLead(t *testing.T) {
+	const size = 4 << 20
+	for _, ranged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ranged=%v", ranged), func(t *testing.T) {
+			srv := newFaultServer(t)
+			env := newEnv(t, "")
+			e := env.engine(t, func(tu *Tuning) { tu.HashLead = 512 << 10; tu.SHA256 = false })
+			e.hooks.beforeHash = func() { time.Sleep(time.Millisecond) }
+			data := randomBytes(80, size)
+			u := srv.add("/m/weights.onnx", data)
+			if !ranged {
+				srv.setRule(func(faultReq) fault { return fault{NoRanges: true, IgnoreRange: true} })
+			}
+			r, err := ensure(t, e, u, data)
+			if err != nil {
+				t.Fatalf("%v\nlogs:\n%s", err, env.logs.String())
+			}
+			tu := e.Tuning()
+			lead := tu.HashLead
+			streams := int64(1)
+			if ranged {
+				step := tu.partSize(size)
+				lead = max(lead, int64(tu.StreamsPerFile)*step*3/2)
+				streams = int64(tu.StreamsPerFile)
+			}
+			bound := lead + streams*int64(tu.BufferSize)
+			peak := e.keptPeak.Load()
+			t.Logf("kept at most %d bytes (bound %d) for %d", peak, bound, r.Size)
+			if peak == 0 || peak > bound {
+				t.Errorf("kept %d bytes for the hasher; bound %d", peak, bound)
+			}
+			assertStore(t, env, data, true, false)
+		})
+	}
 }

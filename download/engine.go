@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcache/modelcache/blobstore"
@@ -37,8 +38,9 @@ type Engine struct {
 	pid             int
 	unreliableLocks bool // shared-blobs is on a filesystem where flock may be a no-op
 
-	streams chan struct{} // global stream budget
-	bufs    sync.Pool
+	streams  chan struct{} // global stream budget
+	bufs     sync.Pool
+	keptPeak atomic.Int64 // most bytes any job held for its hash followers
 
 	mu      sync.Mutex
 	flights map[string]*flight
@@ -56,6 +58,7 @@ type testHooks struct {
 	wrapPartial func(*os.File) error               // called on each new partial; an error fails it
 	writeErr    func(path string, off int64) error // called before each write; an error replaces it
 	directErr   func(off int64) error              // called before each direct write; an error replaces it
+	beforeHash  func()                             // called before a follower hashes a kept chunk
 }
 
 // Option configures New.

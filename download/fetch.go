@@ -160,6 +160,7 @@ type job struct {
 	partRates []float64        // B/s of this file's completed parts
 	changed   chan struct{}    // closed and replaced when a part completes
 	hedges    atomic.Int64     // second requests sent
+	kept      atomic.Int64     // bytes of chunks held for the followers
 }
 
 // plan lays out parts over [0, size), skipping the done ranges (sorted,
@@ -170,6 +171,7 @@ func (j *job) plan(done []journalRange) {
 	if j.size < 0 {
 		j.single = true
 		j.parts = []*part{{start: 0, end: -1}}
+		j.setLead(0)
 		j.initHashers()
 		return
 	}
@@ -180,12 +182,7 @@ func (j *job) plan(done []journalRange) {
 	if j.single {
 		step = max(j.size, 1)
 	}
-	j.lead = 0
-	if t.HashLead > 0 && !j.single {
-		// Room for every stream's part, so that a network-bound download
-		// never waits for the hashers.
-		j.lead = max(t.HashLead, int64(t.StreamsPerFile)*step*3/2)
-	}
+	j.setLead(step)
 	add := func(a, b int64) {
 		for a < b {
 			e := min(b, a+step)
@@ -212,6 +209,22 @@ func (j *job) plan(done []journalRange) {
 		j.parts = []*part{{start: 0, end: 0, done: true}}
 	}
 	j.initHashers()
+}
+
+// setLead sets the hash backpressure window. It also bounds the buffers
+// kept in memory for the followers, so a single stream gets one too.
+func (j *job) setLead(step int64) {
+	t := j.e.tune
+	switch {
+	case t.HashLead <= 0:
+		j.lead = 0
+	case j.single:
+		j.lead = t.HashLead
+	default:
+		// Room for every stream's part, so that a network-bound download
+		// never waits for the hashers.
+		j.lead = max(t.HashLead, int64(t.StreamsPerFile)*step*3/2)
+	}
 }
 
 func (j *job) initHashers() {
@@ -444,6 +457,9 @@ func (j *job) follow(ctx context.Context, h hash.Hash, wake chan struct{}, pos *
 			next := j.nextChunkLocked(done)
 			j.mu.Unlock()
 			if c != nil {
+				if hook := j.e.hooks.beforeHash; hook != nil {
+					hook()
+				}
 				to := min(c.end(), w)
 				h.Write(c.data[done-c.pos : to-c.pos])
 				done = to
@@ -1162,6 +1178,7 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 		}
 		j.chunks[pos] = &chunk{pos: pos, data: data[:n], bp: bp, refs: j.followers}
 		kept = true
+		j.e.noteKept(j.kept.Add(n))
 	}
 	p.cur = pos + n
 	p.sum = sum
