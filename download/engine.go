@@ -621,7 +621,7 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 		return Result{}, convertCommitError(err, name, safe)
 	}
 	e.log.Debug("blob published", "file", name, "blob", it.MD5, "size", s.size, "last_byte", tLast, "transfer_and_hash", tDown,
-		"hashing", time.Duration(j.hashBusy.Load()), "stream_pauses", time.Duration(j.pausedTotal.Load()), "commit", time.Since(t0)-tDown, "network_bytes", fp.network.Load(), "reused_bytes", fp.reused.Load(), "direct_bytes", j.direct.Load())
+		"hashing", time.Duration(j.hashBusy.Load()), "stream_pauses", time.Duration(j.pausedTotal.Load()), "commit", time.Since(t0)-tDown, "network_bytes", fp.network.Load(), "reused_bytes", fp.reused.Load(), "direct_bytes", j.direct.Load(), "hedges", j.hedges.Load())
 	if pres.Published {
 		e.writeVerified(it.MD5, pres)
 	}

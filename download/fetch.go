@@ -1010,11 +1010,7 @@ func (j *job) throttle(ctx context.Context, st *stream, pos int64) error {
 // memory and on disk; an unaligned tail is carried into the next buffer.
 func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader, off, limit int64) error {
 	bp := j.e.getBuf()
-	defer func() {
-		if bp != nil {
-			j.e.putBuf(bp)
-		}
-	}()
+	defer func() { j.e.putBuf(bp) }() // the buffer held at return
 	pos := off // next byte to write; buf[at:at+filled] holds [pos, pos+filled)
 	at, filled := 0, 0
 	if j.directWriter() != nil {
@@ -1073,9 +1069,6 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 			// Move the unwritten rest (less than a block) to its place.
 			copy((*bp)[nat:], rest)
 			at, filled = nat, len(rest)
-			if n == 0 && final && rerr == nil {
-				return nil // trimmed to a split below this response
-			}
 		}
 		if rerr == io.EOF {
 			if limit >= 0 && pos < limit {
