@@ -1011,7 +1011,8 @@ func (j *job) throttle(ctx context.Context, st *stream, pos int64) error {
 func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader, off, limit int64) error {
 	bp := j.e.getBuf()
 	defer func() { j.e.putBuf(bp) }() // the buffer held at return
-	pos := off                        // next byte to write; buf[at:at+filled] holds [pos, pos+filled)
+	// pos is the next byte to write; buf[at:at+filled] holds [pos, pos+filled).
+	pos := off
 	at, filled := 0, 0
 	if j.directWriter() != nil {
 		at = int(pos % dioAlign)
