@@ -120,7 +120,10 @@ func (j *job) dropChunks() {
 // for one and the file and filesystem take it.
 func (j *job) openDirectFor() func() {
 	t := j.e.tune
-	if !t.DirectIO || j.size < t.DirectMin || j.f == nil {
+	// Not on network or FUSE filesystems (the statfs list of unreliable
+	// locks): O_DIRECT there turns writes into synchronous round trips or
+	// is refused.
+	if !t.DirectIO || j.size < t.DirectMin || j.f == nil || j.e.unreliableLocks {
 		return func() {}
 	}
 	d := openDirect(j.f)

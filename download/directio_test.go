@@ -148,6 +148,25 @@ func residentFraction(t *testing.T, path string) float64 {
 	return float64(n) / float64(len(vec))
 }
 
+// TestNoDirectIOOnNetworkFilesystems: where statfs names NFS, Lustre,
+// GPFS, SMB or FUSE, blobs are written through the page cache.
+func TestNoDirectIOOnNetworkFilesystems(t *testing.T) {
+	const size = 1<<20 + 3
+	srv := newFaultServer(t)
+	env := newEnv(t, "")
+	e := env.engine(t, nil)
+	e.unreliableLocks = true // as New sets it for those filesystem magics
+	data := randomBytes(81, size)
+	r, err := ensure(t, e, srv.add("/m/weights.onnx", data), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.DirectBytes != 0 {
+		t.Errorf("%d bytes written with direct I/O on a network filesystem", r.DirectBytes)
+	}
+	assertStore(t, env, data, true, false)
+}
+
 // TestDirectIORefusedFallsBack: a filesystem that accepts O_DIRECT at open
 // but refuses the writes (EINVAL) costs nothing but the mode.
 func TestDirectIORefusedFallsBack(t *testing.T) {
