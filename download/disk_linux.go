@@ -5,11 +5,12 @@ package download
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/modelcache/modelcache/internal/fsx"
 )
 
 // Filesystems where flock may silently not exclude other hosts
@@ -97,24 +98,12 @@ func copyPartial(ctx context.Context, src, dst string) (*os.File, error) {
 	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err == nil {
 		return out, nil
 	}
-	if _, err := out.ReadFrom(ctxReader{ctx, in}); err != nil {
+	if _, err := out.ReadFrom(fsx.ContextReader(ctx, in)); err != nil {
 		out.Close()
 		os.Remove(dst)
 		return nil, err
 	}
 	return out, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // startWriteback asks the kernel to start writing [off, off+n) to disk

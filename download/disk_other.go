@@ -44,24 +44,12 @@ func copyPartial(ctx context.Context, src, dst string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.Copy(out, ctxReader{ctx, in}); err != nil {
+	if _, err := io.Copy(out, fsx.ContextReader(ctx, in)); err != nil {
 		out.Close()
 		os.Remove(dst)
 		return nil, err
 	}
 	return out, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // IsTerminal reports whether f is a character device (a good enough

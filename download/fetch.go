@@ -874,7 +874,7 @@ func (j *job) attempt(ctx context.Context, p *part) error {
 	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := j.e.client.Do(req)
 	if err != nil {
-		if c := context.Cause(rctx); errors.Is(c, errStalled) || errors.Is(c, errSlow) || errors.Is(c, errHedgeLost) {
+		if c := abortCause(rctx); c != nil {
 			return c
 		}
 		return scrubURLError(err, j.safe)
@@ -949,6 +949,15 @@ func (j *job) attempt(ctx context.Context, p *part) error {
 		return &HTTPError{Name: j.name, URL: j.safe, Status: code, Range: rangeHdr}
 	}
 	return j.copyBody(rctx, st, p, resp.Body, off, limit)
+}
+
+// abortCause is why the engine itself cut a stream's request (stall,
+// slowness, lost hedge), or nil for any other failure.
+func abortCause(rctx context.Context) error {
+	if c := context.Cause(rctx); errors.Is(c, errStalled) || errors.Is(c, errSlow) || errors.Is(c, errHedgeLost) {
+		return c
+	}
+	return nil
 }
 
 // hashedMin is the position of the slowest hash follower (-1: none).
@@ -1085,7 +1094,7 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 			return nil
 		}
 		if rerr != nil {
-			if c := context.Cause(rctx); errors.Is(c, errStalled) || errors.Is(c, errSlow) || errors.Is(c, errHedgeLost) {
+			if c := abortCause(rctx); c != nil {
 				return c
 			}
 			return scrubURLError(rerr, j.safe)

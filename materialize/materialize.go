@@ -442,7 +442,7 @@ func writeFileFromStream(ctx context.Context, path string, r io.Reader, size int
 			os.Remove(tmp)
 		}
 	}()
-	n, err := io.Copy(f, ctxReader{ctx, r})
+	n, err := io.Copy(f, fsx.ContextReader(ctx, r))
 	if err != nil {
 		return err
 	}
@@ -463,18 +463,6 @@ func writeFileFromStream(ctx context.Context, path string, r io.Reader, size int
 	}
 	ok = true
 	return fsx.SyncDir(dir)
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // verifyFiles is step 6: re-hash everything. A blob that fails is repaired
