@@ -1063,22 +1063,12 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 		}
 		final := rerr != nil || (end >= 0 && pos+int64(filled) >= end)
 		if filled > 0 {
-			n, kept, err := j.write(p, st, bp, buf[at:at+filled], pos, final)
+			n, next, nextAt, err := j.write(p, st, bp, buf[at:at+filled], pos, final)
 			if err != nil {
 				return err
 			}
-			rest := buf[at+n : at+filled]
 			pos += int64(n)
-			nat := 0
-			if j.directWriter() != nil {
-				nat = int(pos % dioAlign)
-			}
-			if kept {
-				bp = j.e.getBuf()
-			}
-			// Move the unwritten rest (less than a block) to its place.
-			copy((*bp)[nat:], rest)
-			at, filled = nat, len(rest)
+			bp, at, filled = next, nextAt, filled-n
 		}
 		if rerr == io.EOF {
 			if limit >= 0 && pos < limit {
@@ -1104,11 +1094,26 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 
 // write stores data (held in *bp) at pos for part p, trimmed to the part's
 // current end, and advances the part. With direct I/O and final false it
-// may leave an unaligned tail unwritten for the caller to carry. kept
-// reports that the buffer now belongs to the hash followers.
-func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, final bool) (written int, kept bool, err error) {
+// may leave an unaligned tail unwritten. The caller continues with buffer
+// next, where the unwritten rest of data now sits at nextAt: bp itself, or
+// a new buffer when bp went to the hash followers (the rest is copied out
+// before they can see bp, which they return to the pool).
+func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, final bool) (written int, next *[]byte, nextAt int, err error) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	orig, pos0 := data, pos
+	carry := func(written int64, fresh bool) (*[]byte, int) {
+		at := 0
+		if j.directWriter() != nil {
+			at = int((pos0 + written) % dioAlign)
+		}
+		nb := bp
+		if fresh {
+			nb = j.e.getBuf()
+		}
+		copy((*nb)[at:], orig[written:])
+		return nb, at
+	}
 	j.mu.Lock()
 	// A hedged part has two streams over the same bytes: skip what the
 	// other one has written already.
@@ -1123,7 +1128,8 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 	dio := j.dio
 	j.mu.Unlock()
 	if n == 0 {
-		return int(skip), false, nil
+		next, nextAt = carry(skip, false)
+		return int(skip), next, nextAt, nil
 	}
 	head, mid, tail := n, int64(0), int64(0)
 	if dio != nil {
@@ -1137,7 +1143,8 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 		}
 	}
 	if n == 0 {
-		return int(skip), false, nil
+		next, nextAt = carry(skip, false)
+		return int(skip), next, nextAt, nil
 	}
 	if hook := j.e.hooks.writeErr; hook != nil {
 		err = hook(j.f.Name(), pos)
@@ -1164,23 +1171,24 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 	}
 	if err != nil {
 		if isDiskFatal(err) {
-			return 0, false, &DiskError{Path: j.f.Name(), Op: "write", Written: j.doneBytes(), Err: err}
+			return 0, bp, 0, &DiskError{Path: j.f.Name(), Op: "write", Written: j.doneBytes(), Err: err}
 		}
-		return 0, false, fmt.Errorf("write %s: %w", j.f.Name(), err)
+		return 0, bp, 0, fmt.Errorf("write %s: %w", j.f.Name(), err)
 	}
 	var sum string
 	if p.h != nil {
 		p.h.Write(data[:n])
 		sum = p.h.Sum()
 	}
+	keep := j.followers > 0 // set before the run's streams start
+	next, nextAt = carry(skip+n, keep)
 	j.mu.Lock()
-	if j.followers > 0 {
+	if keep {
 		// Kept before the watermark moves, so followers never miss it.
 		if j.chunks == nil {
 			j.chunks = map[int64]*chunk{}
 		}
 		j.chunks[pos] = &chunk{pos: pos, data: data[:n], bp: bp, refs: j.followers}
-		kept = true
 		j.e.noteKept(j.kept.Add(n))
 	}
 	p.cur = pos + n
@@ -1196,7 +1204,7 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 	j.fp.network.Add(n)
 	j.lastByte.Store(time.Now().UnixNano())
 	j.wake()
-	return int(skip + n), kept, nil
+	return int(skip + n), next, nextAt, nil
 }
 
 func (j *job) addStream(p *part, cancel context.CancelCauseFunc) *stream {
