@@ -18,15 +18,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/modelcache/modelcache/cache"
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/download"
-	"github.com/modelcache/modelcache/layout"
+	"github.com/modelcache/modelcache/internal/cache"
+	"github.com/modelcache/modelcache/internal/download"
+	"github.com/modelcache/modelcache/internal/layout"
+	"github.com/modelcache/modelcache/internal/negotiation"
+	"github.com/modelcache/modelcache/internal/xray"
 	"github.com/modelcache/modelcache/metadata"
-	"github.com/modelcache/modelcache/negotiation"
 	"github.com/modelcache/modelcache/provider"
 	"github.com/modelcache/modelcache/provider/roboflow"
-	"github.com/modelcache/modelcache/xray"
 )
 
 // Client loads models into one cache. It is safe for concurrent use; create

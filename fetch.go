@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/modelcache/modelcache/download"
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/internal/download"
 	"github.com/modelcache/modelcache/internal/fsx"
-	"github.com/modelcache/modelcache/layout"
-	"github.com/modelcache/modelcache/materialize"
+	"github.com/modelcache/modelcache/internal/layout"
+	"github.com/modelcache/modelcache/internal/materialize"
 )
 
 // Fetcher puts package bytes in place: hashed artefacts as verified blobs

@@ -19,10 +19,10 @@ import (
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/errdefs"
-	"github.com/modelcache/modelcache/lock"
-	"github.com/modelcache/modelcache/maintain"
-	"github.com/modelcache/modelcache/manifest"
-	"github.com/modelcache/modelcache/negotiation"
+	"github.com/modelcache/modelcache/internal/lock"
+	"github.com/modelcache/modelcache/internal/maintain"
+	"github.com/modelcache/modelcache/internal/manifest"
+	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/registry"
 )
 

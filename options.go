@@ -4,9 +4,9 @@ import (
 	"errors"
 	"time"
 
-	"github.com/modelcache/modelcache/autoresolve"
-	"github.com/modelcache/modelcache/negotiation"
-	"github.com/modelcache/modelcache/pyjson"
+	"github.com/modelcache/modelcache/internal/autoresolve"
+	"github.com/modelcache/modelcache/internal/negotiation"
+	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 // LoadOption sets one from_pretrained parameter.

@@ -17,11 +17,11 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache"
-	"github.com/modelcache/modelcache/autoresolve"
 	"github.com/modelcache/modelcache/config"
+	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/compat"
-	"github.com/modelcache/modelcache/negotiation"
-	"github.com/modelcache/modelcache/pyjson"
+	"github.com/modelcache/modelcache/internal/negotiation"
+	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 // recordedHost is where the reference downloaded from when it wrote the tree.

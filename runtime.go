@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/layout"
-	"github.com/modelcache/modelcache/negotiation"
-	"github.com/modelcache/modelcache/xray"
+	"github.com/modelcache/modelcache/internal/layout"
+	"github.com/modelcache/modelcache/internal/negotiation"
+	"github.com/modelcache/modelcache/internal/xray"
 )
 
 // defaultProbe is the runtime x-ray of this machine. Online, the result is

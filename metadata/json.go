@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/modelcache/modelcache/pyjson"
+	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 // MarshalJSON writes the entries as one JSON object in their order (null for nil).

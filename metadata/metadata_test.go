@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelcache/modelcache/pyjson"
+	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 func TestParseBackendType(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 	"sync"
 
 	"github.com/modelcache/modelcache/errdefs"
-	"github.com/modelcache/modelcache/layout"
+	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/metadata"
 )
 

@@ -8,7 +8,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/modelcache/modelcache/pyjson"
+	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 // Key statuses of access.json, mapped to the API's answers.

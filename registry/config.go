@@ -3,8 +3,8 @@ package registry
 import (
 	"fmt"
 
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/metadata"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // cfg reads snake_case registry JSON objects, recording problems on the loader.

@@ -32,9 +32,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/provider/roboflow"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // Format identifiers of registry.json.

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/provider/roboflow"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // repoRoot walks up from the package directory to go.mod.

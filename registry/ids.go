@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/modelcache/modelcache/layout"
+	"github.com/modelcache/modelcache/internal/layout"
 )
 
 // validPackageID applies on-disk-contract §4.2.

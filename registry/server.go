@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/provider/roboflow"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // Server defaults.

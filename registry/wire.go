@@ -1,9 +1,9 @@
 package registry
 
 import (
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/provider/roboflow"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // wireRecommended converts parameters to the camelCase wire object (nil for nil).

@@ -44,10 +44,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/download"
-	"github.com/modelcache/modelcache/lock"
+	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/download"
+	"github.com/modelcache/modelcache/internal/lock"
 	"github.com/modelcache/modelcache/registry"
 )
 
@@ -115,7 +115,7 @@ func runPull(list string, verbose bool) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	locks := lock.NewLocker(lock.Options{Timeout: cfg.LockTimeout, Logger: log})
-	blobs, err := blobstore.Open(cfg.Home, locks, blobstore.WithLogger(log))
+	blobs, err := blobfs.Open(cfg.Home, locks, blobfs.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -574,7 +574,7 @@ func verify(out string, files []file, tool string) error {
 	for _, f := range files {
 		p := filepath.Join(out, f.MD5)
 		if tool == "modelcache" || tool == "engine" {
-			p = filepath.Join(out, blobstore.DirName, f.MD5)
+			p = filepath.Join(out, blobfs.DirName, f.MD5)
 		}
 		fi, err := os.Stat(p)
 		if err != nil {

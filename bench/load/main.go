@@ -22,7 +22,7 @@ import (
 
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/negotiation"
+	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/registry"
 )
 

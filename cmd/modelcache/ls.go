@@ -14,10 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelcache/modelcache/cache"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/errdefs"
-	"github.com/modelcache/modelcache/maintain"
+	"github.com/modelcache/modelcache/internal/cache"
+	"github.com/modelcache/modelcache/internal/maintain"
 )
 
 // Exit statuses of the maintenance commands: 0 ok, 1 problems found or an

@@ -14,9 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/maintain"
-	"github.com/modelcache/modelcache/maintain/maintaintest"
-	"github.com/modelcache/modelcache/materialize"
+	"github.com/modelcache/modelcache/internal/maintain"
+	"github.com/modelcache/modelcache/internal/maintain/maintaintest"
+	"github.com/modelcache/modelcache/internal/materialize"
 )
 
 // runCmd executes one maintenance command built by its constructor and

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/layout"
+	"github.com/modelcache/modelcache/internal/layout"
 )
 
 func newPathCmd(cfg *config.Config) *cobra.Command {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/download"
+	"github.com/modelcache/modelcache/internal/download"
 	"github.com/modelcache/modelcache/registry"
 )
 

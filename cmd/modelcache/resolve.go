@@ -15,9 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelcache/modelcache"
-	"github.com/modelcache/modelcache/autoresolve"
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/negotiation"
+	"github.com/modelcache/modelcache/internal/autoresolve"
+	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/provider"
 )
 

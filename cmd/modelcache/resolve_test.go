@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/negotiation"
+	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/registry"
 )
 
@@ -90,7 +90,7 @@ func resolveConfig(t *testing.T, apiHost string) config.Config {
 
 func TestResolveExplainGPURuntime(t *testing.T) {
 	cfg := resolveConfig(t, serveExampleRegistry(t))
-	rt := filepath.Join(repoRoot(t), "negotiation", "testdata", "runtime-gpu-l4.json")
+	rt := filepath.Join(repoRoot(t), "internal", "negotiation", "testdata", "runtime-gpu-l4.json")
 	out, err := runCmd(t, newResolveCmd(&cfg), "acme-ws/parcel-detector/7", "--runtime", rt, "--explain")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -119,7 +119,7 @@ func TestResolveExplainGPURuntime(t *testing.T) {
 
 func TestResolveJSON(t *testing.T) {
 	cfg := resolveConfig(t, serveExampleRegistry(t))
-	rt := filepath.Join(repoRoot(t), "negotiation", "testdata", "runtime-cpu.json")
+	rt := filepath.Join(repoRoot(t), "internal", "negotiation", "testdata", "runtime-cpu.json")
 	out, err := runCmd(t, newResolveCmd(&cfg), "parcel-det", "--runtime", rt, "--json")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -164,7 +164,7 @@ func TestResolveJSON(t *testing.T) {
 
 func TestResolveErrors(t *testing.T) {
 	cfg := resolveConfig(t, serveExampleRegistry(t))
-	rt := filepath.Join(repoRoot(t), "negotiation", "testdata", "runtime-gpu-l4.json")
+	rt := filepath.Join(repoRoot(t), "internal", "negotiation", "testdata", "runtime-gpu-l4.json")
 	for _, c := range []struct {
 		args  []string
 		class string
@@ -207,7 +207,7 @@ func TestResolveErrors(t *testing.T) {
 func TestResolveRequestFile(t *testing.T) {
 	cfg := resolveConfig(t, serveExampleRegistry(t))
 	dir := t.TempDir()
-	rt := filepath.Join(repoRoot(t), "negotiation", "testdata", "runtime-gpu-l4.json")
+	rt := filepath.Join(repoRoot(t), "internal", "negotiation", "testdata", "runtime-gpu-l4.json")
 	reqFile := filepath.Join(dir, "request.json")
 	// device null is device=None: the x-ray decides the default quantization
 	// and TorchScript would be refused; the flags override the file.
@@ -243,7 +243,7 @@ func TestResolveRequestFile(t *testing.T) {
 
 func TestResolveDefaultDeviceAndProviders(t *testing.T) {
 	cfg := resolveConfig(t, serveExampleRegistry(t))
-	rt := filepath.Join(repoRoot(t), "negotiation", "testdata", "runtime-gpu-l4.json")
+	rt := filepath.Join(repoRoot(t), "internal", "negotiation", "testdata", "runtime-gpu-l4.json")
 	cfg.DefaultDevice = "cpu"
 	out, err := runCmd(t, newResolveCmd(&cfg), "parcel-det", "--runtime", rt, "--explain")
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/maintain"
+	"github.com/modelcache/modelcache/internal/maintain"
 )
 
 func newShowCmd(cfg *config.Config) *cobra.Command {

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/xray"
+	"github.com/modelcache/modelcache/internal/xray"
 )
 
 // newXrayCmd returns `modelcache xray [--json]`: the runtime facts package

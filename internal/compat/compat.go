@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/modelcache/modelcache/pyjson"
+	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 // EnvDir overrides where the golden data lives (a directory holding vectors.json).

@@ -22,11 +22,11 @@ import (
 	"strings"
 
 	"github.com/modelcache/modelcache/errdefs"
-	"github.com/modelcache/modelcache/layout"
-	"github.com/modelcache/modelcache/manifest"
+	"github.com/modelcache/modelcache/internal/layout"
+	"github.com/modelcache/modelcache/internal/manifest"
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/provider"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // DefaultPackageID is the package id used when the directory name is not a

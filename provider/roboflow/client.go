@@ -25,9 +25,9 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/provider"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // Defaults of Options.

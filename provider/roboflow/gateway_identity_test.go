@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelcache/modelcache/layout"
+	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/provider"
 )
 

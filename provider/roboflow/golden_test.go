@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/modelcache/modelcache/internal/compat"
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/provider"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // TestGoldenProviderResponses serves the exact weights-API bodies the

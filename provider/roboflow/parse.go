@@ -3,10 +3,10 @@ package roboflow
 import (
 	"fmt"
 
-	"github.com/modelcache/modelcache/pep440"
+	"github.com/modelcache/modelcache/internal/pep440"
 
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/metadata"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // Wire type literals (registry-protocol §7–§8).

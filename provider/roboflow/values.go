@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/metadata"
-	"github.com/modelcache/modelcache/pyjson"
 )
 
 // The helpers below read pyjson values with pydantic's lax-mode rules, which is

@@ -21,7 +21,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/modelcache/modelcache/pyjson"
+	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 func main() {

@@ -1,0 +1,246 @@
+package download
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+
+	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/internal/blobfs"
+)
+
+// Every error names the file (Name: the file handle, else the MD5) and the
+// URL as scheme://host/path only: signed-URL query strings and API keys never
+// reach an error or a log line (lessons K6).
+//
+// The typed errors have value receivers for Error and a pointer-receiver As,
+// so both errors.As(err, &ptr) with ptr of type *XError and
+// errors.As(err, &XError{}) work.
+
+// asValue implements As for the typed errors below.
+func asValue[T any](e *T, target any) bool {
+	if t, ok := target.(*T); ok && t != nil {
+		*t = *e
+		return true
+	}
+	return false
+}
+
+// OfflineError: the file is missing and OFFLINE_MODE forbids the network.
+type OfflineError struct {
+	Name    string
+	Missing int // files missing in the batch
+}
+
+func (e OfflineError) Error() string {
+	return fmt.Sprintf("Cannot download files - OFFLINE_MODE is enabled. All model weights must be pre-cached locally. "+
+		"(%d file(s) missing, first: %s)", e.Missing, e.Name)
+}
+func (e *OfflineError) As(t any) bool { return asValue(e, t) }
+func (e OfflineError) Unwrap() error  { return errdefs.ErrOffline }
+
+// HTTPError: a status that is not retried (or a retryable one after 401/403
+// refresh failed). Permanent for this call.
+type HTTPError struct {
+	Name, URL string
+	Status    int
+	Range     string // "bytes=a-b" when the request was ranged
+}
+
+func (e HTTPError) Error() string {
+	s := fmt.Sprintf("download %s from %s: HTTP %d %s", e.Name, e.URL, e.Status, statusText(e.Status))
+	if e.Range != "" {
+		s += " for " + e.Range
+	}
+	return s
+}
+func (e *HTTPError) As(t any) bool { return asValue(e, t) }
+
+// RetryError: a transient condition (connection errors, resets, truncated
+// bodies, retryable statuses) outlasted its retry budget.
+type RetryError struct {
+	Name, URL string
+	Range     string
+	Attempts  int
+	Status    int // last retryable status, 0 if the last failure was not a status
+	Err       error
+}
+
+func (e RetryError) Error() string {
+	what := "connectivity error"
+	if e.Status != 0 {
+		what = fmt.Sprintf("HTTP %d %d consecutive time(s) without progress", e.Status, e.Attempts)
+	}
+	s := fmt.Sprintf("download %s from %s: %s; gave up after %d attempt(s)", e.Name, e.URL, what, e.Attempts)
+	if e.Range != "" {
+		s += " for " + e.Range
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+func (e *RetryError) As(t any) bool { return asValue(e, t) }
+func (e RetryError) Unwrap() error  { return e.Err }
+
+// RangeNotSupportedError: the server answered a ranged request with a full
+// body (200). The file was then fetched as one stream; this error is
+// returned only when that fallback failed too (Fallback).
+type RangeNotSupportedError struct {
+	Name, URL string
+	Status    int
+	Fallback  error
+}
+
+func (e RangeNotSupportedError) Error() string {
+	return fmt.Sprintf("download %s from %s: the server ignores byte ranges (answered %d instead of 206), and the single-stream fallback failed: %v",
+		e.Name, e.URL, e.Status, e.Fallback)
+}
+func (e *RangeNotSupportedError) As(t any) bool { return asValue(e, t) }
+func (e RangeNotSupportedError) Unwrap() error  { return e.Fallback }
+
+// StallError: streams of one file stalled more often than the per-file cap.
+type StallError struct {
+	Name, URL string
+	Stalls    int
+	Timeout   time.Duration
+}
+
+func (e StallError) Error() string {
+	return fmt.Sprintf("download %s from %s: no data for %s on %d occasions; the server or network is stalling (CHUNK_DOWNLOAD_READ_TIMEOUT sets the stall timeout)",
+		e.Name, e.URL, e.Timeout, e.Stalls)
+}
+func (e *StallError) As(t any) bool { return asValue(e, t) }
+
+// DigestMismatchError: the downloaded bytes do not hash to the expected MD5.
+// Nothing was published and the temp file was removed; a later call starts
+// clean.
+type DigestMismatchError struct {
+	Name, URL        string
+	Expected, Actual string
+	Size             int64
+}
+
+func (e DigestMismatchError) Error() string {
+	return fmt.Sprintf("Could not confirm the validity of file content for %s from %s: expected MD5 %s, calculated %s over %d bytes; nothing was stored",
+		e.Name, e.URL, e.Expected, e.Actual, e.Size)
+}
+func (e *DigestMismatchError) As(t any) bool { return asValue(e, t) }
+func (e DigestMismatchError) Unwrap() error  { return errdefs.ErrDigestMismatch }
+
+// SizeMismatchError: the body length differs from the announced size.
+type SizeMismatchError struct {
+	Name, URL        string
+	Expected, Actual int64
+}
+
+func (e SizeMismatchError) Error() string {
+	return fmt.Sprintf("download %s from %s: expected %d bytes, got %d; nothing was stored", e.Name, e.URL, e.Expected, e.Actual)
+}
+func (e *SizeMismatchError) As(t any) bool { return asValue(e, t) }
+
+// DiskError: writing failed for lack of space or permission (ENOSPC, EDQUOT,
+// EROFS, EACCES), or the free-space check failed before starting. The batch
+// was aborted and the temp files removed.
+type DiskError struct {
+	Path    string
+	Op      string
+	Written int64 // bytes written to Path before the failure
+	Need    int64 // for the pre-flight check
+	Free    int64
+	Err     error
+}
+
+func (e DiskError) Error() string {
+	if e.Need > 0 {
+		return fmt.Sprintf("not enough disk space: need %s, free %s on the filesystem of %s", mib(e.Need), mib(e.Free), e.Path)
+	}
+	return fmt.Sprintf("%s %s failed after %s: %v; the download was aborted and its temp files removed", e.Op, e.Path, mib(e.Written), e.Err)
+}
+func (e *DiskError) As(t any) bool { return asValue(e, t) }
+func (e DiskError) Unwrap() error  { return e.Err }
+
+// WaitTimeoutError: another process held the blob lock without visible
+// progress for the whole lock timeout (U16).
+type WaitTimeoutError struct {
+	Name, Lock   string
+	Waited       time.Duration
+	Timeout      time.Duration
+	HolderBytes  int64 // bytes the holder had on disk when we gave up
+	HolderSize   int64 // -1 unknown
+	LastProgress time.Duration
+}
+
+func (e WaitTimeoutError) Error() string {
+	return fmt.Sprintf("gave up waiting for %s after %s: lock %s is held by another process that made no progress for %s (%s of %s on disk); "+
+		"stop it if it is stuck, or raise INFERENCE_MODELS_FILE_LOCK_ACQUIRE_TIMEOUT (seconds) if it is slow but alive",
+		e.Name, e.Waited.Round(time.Millisecond), e.Lock, e.LastProgress.Round(time.Millisecond), mib(e.HolderBytes), sizeText(e.HolderSize))
+}
+func (e *WaitTimeoutError) As(t any) bool { return asValue(e, t) }
+func (e WaitTimeoutError) Unwrap() error  { return errdefs.ErrLockTimeout }
+
+func statusText(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return "(" + t + ")"
+	}
+	return ""
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func sizeText(n int64) string {
+	if n < 0 {
+		return "unknown size"
+	}
+	return mib(n)
+}
+
+// SafeURL returns scheme://host/path of raw: no user info, query or
+// fragment, which may carry signatures or keys.
+func SafeURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "<unparseable URL>"
+	}
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
+}
+
+// scrubURLError replaces the full URL that net/http puts into *url.Error.
+func scrubURLError(err error, safe string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return &url.Error{Op: ue.Op, URL: safe, Err: ue.Err}
+	}
+	return err
+}
+
+// isDiskFatal reports write errors that no retry can fix and that stop the
+// whole batch (download.md §2.5).
+func isDiskFatal(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return errors.Is(err, fs.ErrPermission)
+	}
+	switch errno {
+	case syscall.ENOSPC, syscall.EDQUOT, syscall.EROFS, syscall.EACCES, syscall.EPERM:
+		return true
+	}
+	return false
+}
+
+// blobMismatch converts the blob store's verdicts into ours (with URL and name).
+func convertCommitError(err error, name, safe string) error {
+	var dm *blobfs.DigestMismatchError
+	if errors.As(err, &dm) {
+		return &DigestMismatchError{Name: name, URL: safe, Expected: dm.Expected, Actual: dm.Actual, Size: dm.Size}
+	}
+	var sm *blobfs.SizeMismatchError
+	if errors.As(err, &sm) {
+		return &SizeMismatchError{Name: name, URL: safe, Expected: sm.Expected, Actual: sm.Actual}
+	}
+	return err
+}

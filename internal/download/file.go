@@ -1,0 +1,173 @@
+package download
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/fsx"
+)
+
+// emptyMD5 is the MD5 of zero bytes: the only digest under which an empty
+// download is accepted (download.md §2.6, lessons I3).
+const emptyMD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+// DownloadFile fetches it.URL to the plain file it.Dest (e.g. an unhashed
+// package file). It takes no lock: the caller holds the handle's lock
+// (materialize takes ".<basename>.lock"), and the directory of Dest must
+// exist. If Dest already is a file it is returned untouched. The bytes go
+// to a private temp ".<base>.partial-<token>" next to Dest (O_EXCL); only
+// after the size check (and the MD5 check when it.MD5 is set), fsync, a
+// no-replace rename and an fsync of the directory do they appear under
+// Dest. Interrupted streams resume within the call; there is no journal
+// (without an MD5 nothing could vouch for adopted bytes).
+func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err error) {
+	if it.Dest == "" {
+		return Result{}, errors.New("download.DownloadFile: Dest is required")
+	}
+	if it.MD5 != "" {
+		if err := blobfs.ValidateMD5(it.MD5); err != nil {
+			return Result{}, err
+		}
+	}
+	if r, ok, err := e.present(it); ok || err != nil {
+		return r, err
+	}
+	if e.offline {
+		return Result{}, &OfflineError{Name: it.label(), Missing: 1}
+	}
+	name, safe := it.label(), SafeURL(it.URL)
+	fp := e.track(name, it.MD5, it.Size)
+	defer func() { fp.finish(err) }()
+
+	dest, err := filepath.Abs(it.Dest)
+	if err != nil {
+		return Result{}, err
+	}
+	dir, base := filepath.Split(dest)
+	pr := e.probe(ctx, it.URL)
+	if err := ctx.Err(); err != nil {
+		return Result{}, context.Cause(ctx)
+	}
+	size := pr.size
+	if it.Size > 0 {
+		if size >= 0 && size != it.Size {
+			return Result{}, &SizeMismatchError{Name: name, URL: safe, Expected: it.Size, Actual: size}
+		}
+		if size < 0 {
+			size, pr.ranges = it.Size, false
+		}
+	}
+	fp.setTotal(size)
+	token, err := newToken()
+	if err != nil {
+		return Result{}, err
+	}
+	tmp := filepath.Join(dir, "."+base+".partial-"+token)
+	f, err := createExclusive(tmp)
+	if err != nil {
+		return Result{}, e.diskOrPlain(err, tmp)
+	}
+	published := false
+	defer func() {
+		if !published {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := e.preparePartial(f, size); err != nil {
+		return Result{}, err
+	}
+	if err := e.checkSpace(dir, size, 0); err != nil {
+		return Result{}, err
+	}
+	j := &job{e: e, name: name, safe: safe, fp: fp, f: f, url: pr.url, etag: pr.etag, size: size, ranges: pr.ranges,
+		wantMD5: it.MD5 != "", wantSHA: true, refresh: it.Refresh}
+	j.plan(nil)
+	s, err := j.download(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if s.size == 0 && it.MD5 == "" && pr.size != 0 {
+		return Result{}, &SizeMismatchError{Name: name, URL: safe, Expected: -1, Actual: 0}
+	}
+	if it.MD5 != "" && s.md5 != it.MD5 {
+		return Result{}, &DigestMismatchError{Name: name, URL: safe, Expected: it.MD5, Actual: s.md5, Size: s.size}
+	}
+	fp.setPhase(PhasePublishing)
+	if err := f.Sync(); err != nil {
+		return Result{}, e.diskOrPlain(err, tmp)
+	}
+	if err := f.Close(); err != nil {
+		return Result{}, err
+	}
+	// Never through a symlink; a regular file that appeared meanwhile is a
+	// concurrent writer's result, and wins.
+	if fi, err := os.Lstat(dest); err == nil {
+		if !fi.Mode().IsRegular() {
+			return Result{}, &fsx.UnsafePathError{Op: "publish download", Path: dest, Kind: fsx.ErrNotRegular}
+		}
+		os.Remove(tmp)
+		published = true
+		return Result{Name: name, Path: dest, MD5: it.MD5, Size: fi.Size(), Shared: true}, nil
+	}
+	if err := fsx.RenameNoReplace(tmp, dest); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			os.Remove(tmp)
+			published = true
+			return Result{Name: name, Path: dest, MD5: it.MD5, Size: s.size, Shared: true}, nil
+		}
+		return Result{}, fmt.Errorf("publish %s: %w", dest, err)
+	}
+	published = true
+	if err := fsx.SyncDir(dir); err != nil {
+		return Result{}, err
+	}
+	fp.setPhase(PhaseDone)
+	return Result{Name: name, Path: dest, MD5: it.MD5, SHA256: s.sha256, Size: s.size, NetworkBytes: fp.network.Load(),
+		DirectBytes: j.direct.Load()}, nil
+}
+
+func newToken() (string, error) { return fsx.HexToken() }
+
+func createExclusive(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|noFollowFlag, 0o666)
+}
+
+// verifiedRecord is H/.meta/verified/<md5> (on-disk contract §12).
+type verifiedRecord struct {
+	Size       int64  `json:"size"`
+	MtimeNS    int64  `json:"mtime_ns"`
+	Ino        uint64 `json:"ino"`
+	MD5        string `json:"md5"`
+	SHA256     string `json:"sha256"`
+	VerifiedAt string `json:"verified_at"`
+}
+
+func writeVerifiedRecord(dir, md5 string, r blobfs.PutResult) error {
+	// .meta, then .meta/verified, each refused if it is a symlink.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := fsx.EnsureDir(d, 0o777); err != nil {
+			return err
+		}
+	}
+	id := r.File
+	if id.Ino == 0 {
+		var err error
+		if id, err = fsx.LstatID(r.Path); err != nil {
+			return err
+		}
+	}
+	b, err := json.Marshal(verifiedRecord{Size: r.Size, MtimeNS: id.MtimeNS, Ino: id.Ino, MD5: md5, SHA256: r.SHA256,
+		VerifiedAt: time.Now().UTC().Format(time.RFC3339Nano)})
+	if err != nil {
+		return err
+	}
+	return fsx.WriteFileAtomic(filepath.Join(dir, md5), b, 0o644)
+}

@@ -1,0 +1,197 @@
+//go:build linux
+
+package download
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcache/modelcache/internal/blobfs"
+)
+
+// journaledBytes is what a new run may adopt: the most advanced journal of
+// md5 whose data file exists (0 once the blob is published).
+func journaledBytes(t *testing.T, dir, md5 string) int64 {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, md5)); err == nil {
+		return -1
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "."+md5+".partial-*.json"))
+	var best int64
+	for _, p := range paths {
+		if _, err := os.Stat(strings.TrimSuffix(p, ".json")); err != nil {
+			continue
+		}
+		j, err := readJournal(p)
+		if err != nil {
+			t.Fatalf("unreadable journal after SIGKILL: %v", err)
+		}
+		best = max(best, j.doneBytes())
+	}
+	return best
+}
+
+// TestSIGKILLResume kills a pulling child process with SIGKILL at random
+// moments, 32 times, and restarts it. Every run adopts what the killed one
+// left; the last one ends with a verified blob. From the server's byte
+// counter: each run fetched at most the bytes it added to the journal plus
+// one part (the range in flight when it died), and a run that completes
+// fetches at most what was missing.
+func TestSIGKILLResume(t *testing.T) {
+	const (
+		size     = 24 << 20
+		partSize = 1 << 20
+		kills    = 32
+	)
+	srv := newFaultServer(t)
+	data := randomBytes(42, size)
+	sum := md5hex(data)
+	u := srv.add("/big/model.onnx", data)
+	// ~9 MB/s in 4 streams: a kill lands mid-download, and socket buffers
+	// stay far below one part.
+	srv.throttle(16<<10, 7*time.Millisecond)
+	home := t.TempDir()
+	dir := filepath.Join(home, blobfs.DirName)
+	spec := childSpec{Home: home, Fast: true, PartSize: partSize, Streams: 4, JournalMS: 10, NoSplit: true,
+		Items: []Item{{Name: "model.onnx", URL: u, MD5: sum}}}
+	rng := rand.New(rand.NewPCG(7, 11))
+	missing := int64(size)
+	totalKills := 0
+	for run := 0; ; run++ {
+		final := run >= kills
+		before := srv.served.Load()
+		cmd := childCmd(t, spec)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if final {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("final run: %v\n%s", err, stderr.String())
+			}
+		} else {
+			time.Sleep(time.Duration(20+rng.IntN(230)) * time.Millisecond)
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			werr := cmd.Wait()
+			if werr == nil {
+				// Finished before the signal; that run counts as complete.
+				final = true
+			} else {
+				totalKills++
+			}
+		}
+		srv.quiesce(t)
+		fetched := srv.served.Load() - before
+		left := journaledBytes(t, dir, sum)
+		if left < 0 { // published
+			if fetched > missing+partSize {
+				t.Errorf("run %d fetched %d bytes while %d were missing", run, fetched, missing)
+			}
+			if final {
+				break
+			}
+			missing = 0
+			continue
+		}
+		added := missing - (size - left)
+		if fetched > added+partSize {
+			t.Errorf("run %d (killed) fetched %d bytes but kept only %d (missing before: %d, journaled after: %d)",
+				run, fetched, added, missing, left)
+		}
+		t.Logf("run %d: fetched %d, journaled %d more", run, fetched, added)
+		missing = size - left
+		if final {
+			t.Fatalf("run %d exited cleanly but the blob is not published\n%s", run, stderr.String())
+		}
+	}
+	if totalKills < 30 {
+		t.Errorf("only %d of the runs were killed mid-pull", totalKills)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, sum))
+	if err != nil || md5hex(got) != sum {
+		t.Fatalf("published blob is wrong: %v", err)
+	}
+	if served := srv.served.Load(); served > size+int64(totalKills)*partSize {
+		t.Errorf("served %d bytes in total for a %d-byte blob and %d kills", served, size, totalKills)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, en := range ents {
+		if k, _ := blobfs.Classify(en.Name()); k == blobfs.KindPartial {
+			t.Errorf("leftover partial %s", en.Name())
+		}
+	}
+	t.Logf("%d kills, %d bytes served for %d", totalKills, srv.served.Load(), size)
+}
+
+// TestSixteenProcessesOneDownload: 16 processes pull the same package into
+// an empty cache at once; all succeed and the server sends every unique
+// byte exactly once.
+func TestSixteenProcessesOneDownload(t *testing.T) {
+	srv := newFaultServer(t)
+	srv.throttle(64<<10, 2*time.Millisecond)
+	sizes := []int{40 << 20, 2 << 20, 300 << 10, 64 << 10, 1234, 0}
+	var items []Item
+	var unique int64
+	for i, n := range sizes {
+		d := randomBytes(uint64(1000+i), n)
+		name := []string{"weights.onnx", "tokenizer.json", "config.json", "class_names.txt", "meta.json", "empty.txt"}[i]
+		items = append(items, Item{Name: name, URL: srv.add("/pkg/"+name, d), MD5: md5hex(d)})
+		unique += int64(n)
+	}
+	home := t.TempDir()
+	barrier := filepath.Join(t.TempDir(), "go")
+	spec := childSpec{Home: home, Items: items, Barrier: barrier}
+	const procs = 16
+	type child struct {
+		out, errb bytes.Buffer
+		done      chan error
+	}
+	children := make([]*child, procs)
+	for i := range children {
+		c := &child{done: make(chan error, 1)}
+		cmd := childCmd(t, spec)
+		cmd.Stdout, cmd.Stderr = &c.out, &c.errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { c.done <- cmd.Wait() }()
+		children[i] = c
+	}
+	if err := os.WriteFile(barrier, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	downloaded := 0
+	for i, c := range children {
+		if err := <-c.done; err != nil {
+			t.Errorf("child %d: %v\n%s", i, err, c.errb.String())
+			continue
+		}
+		var res []Result
+		if err := json.Unmarshal(c.out.Bytes(), &res); err != nil {
+			t.Fatalf("child %d output: %v", i, err)
+		}
+		for _, r := range res {
+			if r.NetworkBytes > 0 {
+				downloaded++
+			}
+		}
+	}
+	if served := srv.served.Load(); served != unique {
+		t.Errorf("server sent %d bytes for %d unique bytes (%.2fx)", served, unique, float64(served)/float64(unique))
+	}
+	for _, it := range items {
+		got, err := os.ReadFile(filepath.Join(home, blobfs.DirName, it.MD5))
+		if err != nil || md5hex(got) != it.MD5 {
+			t.Errorf("%s: %v", it.Name, err)
+		}
+	}
+	t.Logf("served %d bytes for %d unique; %d file downloads across %d processes", srv.served.Load(), unique, downloaded, procs)
+}
