@@ -3,6 +3,7 @@ package blobfs
 import (
 	"regexp"
 
+	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/internal/fsx"
 )
 
@@ -41,7 +42,7 @@ var (
 // so GC should treat a journal-less partial as abandoned once its mtime is
 // older than the partial grace period (download.md §3 rule 7).
 func Classify(name string) (Kind, string) {
-	if md5RE.MatchString(name) {
+	if blobstore.ValidateMD5(name) == nil {
 		return KindBlob, name
 	}
 	if m := lockRE.FindStringSubmatch(name); m != nil {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/fsx"
@@ -347,7 +348,7 @@ func (e *Engine) present(it Item) (Result, bool, error) {
 		}
 		return Result{}, false, nil
 	}
-	if err := blobfs.ValidateMD5(it.MD5); err != nil {
+	if err := blobstore.ValidateMD5(it.MD5); err != nil {
 		return Result{}, false, fmt.Errorf("blob %q: %w", it.label(), err)
 	}
 	fi, err := e.blobs.Stat(it.MD5)

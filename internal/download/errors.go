@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/errdefs"
-	"github.com/modelcache/modelcache/internal/blobfs"
 )
 
 // Every error names the file (Name: the file handle, else the MD5) and the
@@ -234,11 +234,11 @@ func isDiskFatal(err error) bool {
 
 // blobMismatch converts the blob store's verdicts into ours (with URL and name).
 func convertCommitError(err error, name, safe string) error {
-	var dm *blobfs.DigestMismatchError
+	var dm *blobstore.DigestMismatchError
 	if errors.As(err, &dm) {
 		return &DigestMismatchError{Name: name, URL: safe, Expected: dm.Expected, Actual: dm.Actual, Size: dm.Size}
 	}
-	var sm *blobfs.SizeMismatchError
+	var sm *blobstore.SizeMismatchError
 	if errors.As(err, &sm) {
 		return &SizeMismatchError{Name: name, URL: safe, Expected: sm.Expected, Actual: sm.Actual}
 	}

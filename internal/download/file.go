@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/fsx"
 )
@@ -32,7 +33,7 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 		return Result{}, errors.New("download.DownloadFile: Dest is required")
 	}
 	if it.MD5 != "" {
-		if err := blobfs.ValidateMD5(it.MD5); err != nil {
+		if err := blobstore.ValidateMD5(it.MD5); err != nil {
 			return Result{}, err
 		}
 	}

@@ -20,3 +20,11 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// ContextReadCloser is ContextReader for a ReadCloser: Close closes rc.
+func ContextReadCloser(ctx context.Context, rc io.ReadCloser) io.ReadCloser {
+	return struct {
+		io.Reader
+		io.Closer
+	}{ctxReader{ctx, rc}, rc}
+}

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/errdefs"
-	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/offlinereg"
@@ -191,7 +191,7 @@ func (s VerifiedStamp) Matches(id fsx.FileID) bool {
 
 // VerifiedStampPath returns H/.meta/verified/<md5>.
 func VerifiedStampPath(home layout.Home, md5 string) (string, error) {
-	if err := blobfs.ValidateMD5(md5); err != nil {
+	if err := blobstore.ValidateMD5(md5); err != nil {
 		return "", err
 	}
 	return filepath.Join(home.Meta(), verifiedDir, md5), nil
@@ -302,7 +302,7 @@ func (l *Lease) Expired(now time.Time) bool {
 // new lease before the old one expires.
 func CreateLease(home layout.Home, blobs, packages []string, ttl time.Duration) (release func() error, err error) {
 	for _, b := range blobs {
-		if err := blobfs.ValidateMD5(b); err != nil {
+		if err := blobstore.ValidateMD5(b); err != nil {
 			return nil, err
 		}
 	}

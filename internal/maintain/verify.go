@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/cache"
 	"github.com/modelcache/modelcache/internal/fsx"
@@ -258,7 +259,7 @@ func (v *verifier) checkBlob(ctx context.Context, md5 string) {
 		}
 		return
 	}
-	bad := &blobfs.DigestMismatchError{Expected: md5, Actual: sum, Size: id.Size}
+	bad := &blobstore.DigestMismatchError{Expected: md5, Actual: sum, Size: id.Size}
 	v.blobOK[md5] = bad
 	f := Finding{Kind: FindBlobCorrupt, Path: b.Path, MD5: md5,
 		Detail: fmt.Sprintf("content hashes to %s over %d bytes, not to its name; every load of a package using it fails", sum, id.Size)}

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/fsx"
@@ -511,7 +512,7 @@ func (s *Store) verifyFiles(ctx context.Context, pkgDir string, decls []layout.D
 				return nil, &PackageFileError{Path: p, Err: err}
 			}
 			if sum != d.MD5Hash {
-				return nil, &PackageFileError{Path: p, Err: &blobfs.DigestMismatchError{Expected: d.MD5Hash, Actual: sum}}
+				return nil, &PackageFileError{Path: p, Err: &blobstore.DigestMismatchError{Expected: d.MD5Hash, Actual: sum}}
 			}
 		}
 	}
@@ -519,7 +520,7 @@ func (s *Store) verifyFiles(ctx context.Context, pkgDir string, decls []layout.D
 }
 
 func isContentError(err error) bool {
-	var dm *blobfs.DigestMismatchError
+	var dm *blobstore.DigestMismatchError
 	return errors.As(err, &dm) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, errdefs.ErrDigestMismatch)
 }
 
@@ -555,7 +556,7 @@ func (s *Store) verifyBlobLink(ctx context.Context, handlePath string, d layout.
 			return &PackageFileError{Path: blob, Err: err}
 		}
 		if sum != d.MD5Hash {
-			return &PackageFileError{Path: blob, Err: &blobfs.DigestMismatchError{Expected: d.MD5Hash, Actual: sum}}
+			return &PackageFileError{Path: blob, Err: &blobstore.DigestMismatchError{Expected: d.MD5Hash, Actual: sum}}
 		}
 	}
 	same, err := sameRealPath(handlePath, blob)
@@ -830,7 +831,7 @@ func (s *Store) VerifyPackage(ctx context.Context, pkgDir string) (*manifest.Man
 				return m, &PackageFileError{Path: p, Err: err}
 			}
 			if sum != *a.MD5Hash {
-				return m, &PackageFileError{Path: p, Err: &blobfs.DigestMismatchError{Expected: *a.MD5Hash, Actual: sum}}
+				return m, &PackageFileError{Path: p, Err: &blobstore.DigestMismatchError{Expected: *a.MD5Hash, Actual: sum}}
 			}
 		}
 	}

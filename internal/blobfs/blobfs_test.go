@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/lock"
 )
@@ -126,16 +127,16 @@ func TestPutGood(t *testing.T) {
 	}
 }
 
-// TestPutDigestMismatch: wrong bytes give *DigestMismatchError with both
+// TestPutDigestMismatch: wrong bytes give *blobstore.DigestMismatchError with both
 // hashes; nothing is published and no temp is left.
 func TestPutDigestMismatch(t *testing.T) {
 	s, _ := newStore(t)
 	data := randBytes(3, 100000)
 	want := md5hex([]byte("something else"))
 	_, err := s.Put(context.Background(), want, bytes.NewReader(data), int64(len(data)))
-	var dm *DigestMismatchError
+	var dm *blobstore.DigestMismatchError
 	if !errors.As(err, &dm) || dm.Expected != want || dm.Actual != md5hex(data) || dm.Size != int64(len(data)) {
-		t.Fatalf("want *DigestMismatchError, got %v", err)
+		t.Fatalf("want *blobstore.DigestMismatchError, got %v", err)
 	}
 	if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), md5hex(data)) {
 		t.Fatalf("message lacks the hashes: %v", err)
@@ -148,14 +149,14 @@ func TestPutDigestMismatch(t *testing.T) {
 	}
 }
 
-// TestPutSizeMismatch: short and long streams give *SizeMismatchError, a long
+// TestPutSizeMismatch: short and long streams give *blobstore.SizeMismatchError, a long
 // stream is not drained (at most size+1 bytes read), nothing is published.
 func TestPutSizeMismatch(t *testing.T) {
 	s, _ := newStore(t)
 	data := randBytes(4, 5000)
 	sum := md5hex(data)
 	_, err := s.Put(context.Background(), sum, bytes.NewReader(data[:4000]), 5000)
-	var sm *SizeMismatchError
+	var sm *blobstore.SizeMismatchError
 	if !errors.As(err, &sm) || sm.Expected != 5000 || sm.Actual != 4000 || sm.AtLeast {
 		t.Fatalf("short: got %v", err)
 	}
@@ -193,13 +194,13 @@ func TestEmptyBlob(t *testing.T) {
 	if _, err := s.Put(context.Background(), empty, strings.NewReader(""), 0); err != nil {
 		t.Fatal(err)
 	}
-	var dm *DigestMismatchError
+	var dm *blobstore.DigestMismatchError
 	if _, err := s.Put(context.Background(), md5hex([]byte("x")), strings.NewReader(""), -1); !errors.As(err, &dm) {
 		t.Fatalf("empty body for a non-empty MD5: %v", err)
 	}
 }
 
-// TestHostileMD5: malformed digests are rejected with *InvalidDigestError by
+// TestHostileMD5: malformed digests are rejected with *blobstore.InvalidDigestError by
 // every entry point before any path work; nothing appears anywhere.
 func TestHostileMD5(t *testing.T) {
 	s, home := newStore(t)
@@ -211,11 +212,11 @@ func TestHostileMD5(t *testing.T) {
 		"0123456789abcdef0123456789abcdeg", " " + md5hex([]byte("x"))[1:], md5hex([]byte("x")) + "\n",
 	}
 	for _, h := range hostile {
-		var ide *InvalidDigestError
+		var ide *blobstore.InvalidDigestError
 		check := func(what string, err error) {
 			t.Helper()
 			if !errors.As(err, &ide) {
-				t.Errorf("%s(%q): want *InvalidDigestError, got %v", what, h, err)
+				t.Errorf("%s(%q): want *blobstore.InvalidDigestError, got %v", what, h, err)
 			}
 		}
 		cr := &countingReader{r: strings.NewReader("data")}
@@ -373,7 +374,7 @@ type readerFunc func([]byte) (int, error)
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 // TestVerifyAndRepair: a blob corrupted in place fails Verify with
-// *DigestMismatchError; Repair removes it (no .corrupt- file left), after
+// *blobstore.DigestMismatchError; Repair removes it (no .corrupt- file left), after
 // which Put publishes the good bytes again. Repair leaves good and missing
 // blobs alone.
 func TestVerifyAndRepair(t *testing.T) {
@@ -391,9 +392,9 @@ func TestVerifyAndRepair(t *testing.T) {
 	bad := append([]byte(nil), data...)
 	bad[12345] ^= 0xff // same size: a size check alone would pass (I4)
 	os.WriteFile(p, bad, 0o644)
-	var dm *DigestMismatchError
+	var dm *blobstore.DigestMismatchError
 	if err := s.Verify(context.Background(), sum); !errors.As(err, &dm) || dm.Actual != md5hex(bad) {
-		t.Fatalf("Verify: want *DigestMismatchError, got %v", err)
+		t.Fatalf("Verify: want *blobstore.DigestMismatchError, got %v", err)
 	}
 	removed, err := s.Repair(context.Background(), sum)
 	if !removed || err != nil {
@@ -651,9 +652,9 @@ func TestCommitPartial(t *testing.T) {
 	p, _ := s.Path(sum)
 	os.Remove(p)
 	f = write()
-	var dm *DigestMismatchError
+	var dm *blobstore.DigestMismatchError
 	if _, err := s.Commit(context.Background(), sum, f.Name(), -1, &Digests{MD5: md5hex(nil)}); !errors.As(err, &dm) {
-		t.Fatalf("want *DigestMismatchError, got %v", err)
+		t.Fatalf("want *blobstore.DigestMismatchError, got %v", err)
 	}
 	if ok, _ := s.Has(sum); ok {
 		t.Fatal("published despite mismatch")

@@ -1,4 +1,4 @@
-// Package blobstore is the content-addressed store H/shared-blobs/<md5>
+// Package blobfs is the content-addressed store H/shared-blobs/<md5>
 // (on-disk contract §2, §7, §10; download.md §2.7, §3).
 //
 // Publication protocol (Put): the bytes are streamed into a private, unique
@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/lock"
 )
@@ -95,7 +96,7 @@ func (s *Store) Dir() string { return s.dir }
 
 // Path returns the final path of a blob (whether or not it exists).
 func (s *Store) Path(md5 string) (string, error) {
-	if err := ValidateMD5(md5); err != nil {
+	if err := blobstore.ValidateMD5(md5); err != nil {
 		return "", err
 	}
 	return filepath.Join(s.dir, md5), nil
@@ -103,7 +104,7 @@ func (s *Store) Path(md5 string) (string, error) {
 
 // LockPath returns the path of the blob's lock file ".<md5>.lock".
 func (s *Store) LockPath(md5 string) (string, error) {
-	if err := ValidateMD5(md5); err != nil {
+	if err := blobstore.ValidateMD5(md5); err != nil {
 		return "", err
 	}
 	return filepath.Join(s.dir, lockName(md5)), nil
@@ -175,7 +176,7 @@ func (s *Store) Has(md5 string) (bool, error) {
 // expected length, or -1 if unknown. If the blob already exists as a regular
 // file, Put returns at once without reading r. Otherwise r is streamed into a
 // private temp, verified and published atomically; on a size or MD5 mismatch
-// (*SizeMismatchError, *DigestMismatchError) or any other failure nothing is
+// (*blobstore.SizeMismatchError, *blobstore.DigestMismatchError) or any other failure nothing is
 // published and the temp is removed.
 func (s *Store) Put(ctx context.Context, md5 string, r io.Reader, size int64, opts ...OpOption) (string, error) {
 	res, err := s.PutDetailed(ctx, md5, r, size, opts...)
@@ -236,7 +237,7 @@ func (s *Store) PutDetailed(ctx context.Context, md5 string, r io.Reader, size i
 // for a caller that writes the blob itself, e.g. with ranged WriteAt. Hand
 // it to Commit, or close and remove it. f.Name() is its path.
 func (s *Store) CreatePartial(md5 string) (*os.File, error) {
-	if err := ValidateMD5(md5); err != nil {
+	if err := blobstore.ValidateMD5(md5); err != nil {
 		return nil, err
 	}
 	if err := fsx.EnsureDir(s.dir, 0o777); err != nil {
@@ -267,7 +268,7 @@ func (s *Store) CreatePartial(md5 string) (*os.File, error) {
 // refused up front, the partial is consumed on every outcome: renamed into
 // place, or removed (mismatch, another writer won, error).
 func (s *Store) Commit(ctx context.Context, md5, partial string, size int64, known *Digests, opts ...OpOption) (PutResult, error) {
-	if err := ValidateMD5(md5); err != nil {
+	if err := blobstore.ValidateMD5(md5); err != nil {
 		return PutResult{}, err
 	}
 	if k, m := Classify(filepath.Base(partial)); k != KindPartial || m != md5 || filepath.Dir(filepath.Clean(partial)) != s.dir {
@@ -330,10 +331,10 @@ func (s *Store) commit(ctx context.Context, md5 string, f *os.File, size, n int6
 	}
 	// 2, 3. size and MD5.
 	if size >= 0 && n != size {
-		return PutResult{}, &SizeMismatchError{Expected: size, Actual: n, AtLeast: n > size}
+		return PutResult{}, &blobstore.SizeMismatchError{Expected: size, Actual: n, AtLeast: n > size}
 	}
 	if d.MD5 != md5 {
-		return PutResult{}, &DigestMismatchError{Expected: md5, Actual: d.MD5, Size: n}
+		return PutResult{}, &blobstore.DigestMismatchError{Expected: md5, Actual: d.MD5, Size: n}
 	}
 	// 5. optional read-only blobs, through our descriptor.
 	if s.readOnlyBlobs {
@@ -463,7 +464,7 @@ func (s *Store) publish(tmp, final string) (bool, error) {
 }
 
 // Verify re-hashes the blob with a stable read (O_NOFOLLOW, 1 MiB blocks,
-// identity unchanged during the read). A wrong hash is *DigestMismatchError,
+// identity unchanged during the read). A wrong hash is *blobstore.DigestMismatchError,
 // a missing blob matches fs.ErrNotExist, a concurrent change fsx.ErrChanged.
 func (s *Store) Verify(ctx context.Context, md5 string) error {
 	_, err := s.verify(ctx, md5)
@@ -483,7 +484,7 @@ func (s *Store) verify(ctx context.Context, md5 string) (fsx.FileID, error) {
 		return fsx.FileID{}, fmt.Errorf("verify blob %s: %w", md5, err)
 	}
 	if got != md5 {
-		return id, fmt.Errorf("verify blob %s: %w", md5, &DigestMismatchError{Expected: md5, Actual: got, Size: id.Size})
+		return id, fmt.Errorf("verify blob %s: %w", md5, &blobstore.DigestMismatchError{Expected: md5, Actual: got, Size: id.Size})
 	}
 	return id, nil
 }
@@ -514,7 +515,7 @@ func (s *Store) Repair(ctx context.Context, md5 string, opts ...OpOption) (bool,
 	}
 
 	bad, err := s.verify(ctx, md5)
-	var dm *DigestMismatchError
+	var dm *blobstore.DigestMismatchError
 	switch {
 	case err == nil:
 		return false, nil
