@@ -3,8 +3,6 @@ package modelcache
 import (
 	"fmt"
 	"strings"
-
-	"github.com/modelcache/modelcache/errdefs"
 )
 
 // AccessDeniedError: the access manager refused the model.
@@ -43,20 +41,3 @@ func (e *AllPackagesFailedError) Unwrap() []error {
 	}
 	return out
 }
-
-// OfflineError: OFFLINE_MODE is on and the offline-weights registry cannot
-// serve the model (no record, or its packages are incomplete on disk).
-type OfflineError struct {
-	ModelID    string
-	Incomplete []string
-}
-
-func (e *OfflineError) Error() string {
-	if len(e.Incomplete) == 0 {
-		return fmt.Sprintf("No offline-weights record found for model '%s'. Build the offline cache by running once with network access and OFFLINE_MODE_WARM_UP=True, then restart with OFFLINE_MODE=True.", e.ModelID)
-	}
-	return fmt.Sprintf("offline-weights record for model '%s' found, but its packages are incomplete on disk: %s; run `modelcache verify %s`, or warm the cache again with network access",
-		e.ModelID, strings.Join(e.Incomplete, "; "), e.ModelID)
-}
-
-func (e *OfflineError) Unwrap() error { return errdefs.ErrOffline }

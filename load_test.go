@@ -19,6 +19,7 @@ import (
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/internal/cache"
 	"github.com/modelcache/modelcache/internal/lock"
 	"github.com/modelcache/modelcache/internal/maintain"
 	"github.com/modelcache/modelcache/internal/manifest"
@@ -70,6 +71,18 @@ func cpuRuntime() negotiation.Runtime {
 		TorchAvailable: true, TorchVersion: &torch, TorchvisionVersion: &tv}
 }
 
+// openCache opens the cache at home as the maintenance commands do.
+func openCache(t testing.TB, home string) *cache.Cache {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Home = home
+	c, err := cache.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func newClient(t testing.TB, home, apiHost string, opts ...modelcache.Option) *modelcache.Client {
 	t.Helper()
 	cfg := config.Default()
@@ -110,7 +123,7 @@ func TestLoadColdThenWarm(t *testing.T) {
 	if es.metadata.Load() != 1 || es.files.Load() == 0 {
 		t.Errorf("cold load made %d metadata and %d file requests", es.metadata.Load(), es.files.Load())
 	}
-	if _, ok, err := maintain.LastUsed(c.Cache().Home, pkg.CacheModelID, pkg.PackageID); !ok || err != nil {
+	if _, ok, err := maintain.LastUsed(openCache(t, home).Home, pkg.CacheModelID, pkg.PackageID); !ok || err != nil {
 		t.Errorf("no last-used stamp after a load: %v", err)
 	}
 	entries, _ := filepath.Glob(filepath.Join(home, "auto-resolution-cache", "*.json"))
@@ -249,7 +262,7 @@ func TestLoadLockTimeout(t *testing.T) {
 	c := newClient(t, home, es.URL)
 	// Another holder of the package's materialization lock (flock excludes
 	// across open files even within one process).
-	lp, err := c.Cache().Home.MaterializationLockPath("acme-ws/parcel-detector/7", "detonnxfp32dyn")
+	lp, err := openCache(t, home).Home.MaterializationLockPath("acme-ws/parcel-detector/7", "detonnxfp32dyn")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +316,8 @@ func TestLoadRefreshesExpiredSignedURLs(t *testing.T) {
 		h.ServeHTTP(w, r)
 	}))
 	defer ts.Close()
-	c := newClient(t, t.TempDir(), ts.URL)
+	home := t.TempDir()
+	c := newClient(t, home, ts.URL)
 	pkg, err := c.Load(ctx, "parcel-det")
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +328,7 @@ func TestLoadRefreshesExpiredSignedURLs(t *testing.T) {
 	if metadataCalls.Load() != 2 {
 		t.Errorf("%d metadata requests, want 2 (the load and one refresh)", metadataCalls.Load())
 	}
-	if _, err := c.Cache().Packages.VerifyPackage(ctx, pkg.Dir); err != nil {
+	if _, err := openCache(t, home).Packages.VerifyPackage(ctx, pkg.Dir); err != nil {
 		t.Fatal(err)
 	}
 }

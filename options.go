@@ -1,12 +1,11 @@
 package modelcache
 
 import (
-	"errors"
 	"time"
 
+	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/negotiation"
-	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 // LoadOption sets one from_pretrained parameter.
@@ -31,8 +30,23 @@ type loadOptions struct {
 	allowDependency bool
 }
 
-func defaultLoadOptions() loadOptions {
-	return loadOptions{providerName: "roboflow", allowDependency: true}
+func newLoadOptions(opts []LoadOption) loadOptions {
+	o := loadOptions{providerName: "roboflow", allowDependency: true}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// forDependency is the options a dependency model loads with: the same
+// environment, its pinned package (if any), no further dependencies, no
+// backend/quantization/batch restriction.
+func (o *loadOptions) forDependency(packageID *string) loadOptions {
+	d := *o
+	d.neg.ModelPackageID = packageID
+	d.allowDependency = false
+	d.neg.Backends, d.neg.Quantization, d.neg.BatchSize = nil, nil, nil
+	return d
 }
 
 // WithNegotiationRequest sets every negotiation argument at once (a request
@@ -75,7 +89,7 @@ func WithONNXExecutionProviders(names ...string) LoadOption {
 	return func(o *loadOptions) {
 		o.neg.ONNXExecutionProviders = nil
 		for _, n := range names {
-			o.neg.ONNXExecutionProviders = append(o.neg.ONNXExecutionProviders, autoresolve.ExecutionProvider{Name: n})
+			o.neg.ONNXExecutionProviders = append(o.neg.ONNXExecutionProviders, negotiation.ExecutionProvider{Name: n})
 		}
 	}
 }
@@ -137,24 +151,12 @@ func DisallowTRTEngineHostCode() LoadOption {
 	return func(o *loadOptions) { o.neg.DisallowTRTEngineHostCode = true }
 }
 
-// errNoDevice: device=None has no resolution key (the reference needs a device).
-var errNoDevice = errors.New("device=None has no resolution key")
-
-// resolutionRequest is the 23-key document of this load (on-disk contract §8.1).
-func (o *loadOptions) resolutionRequest(modelID string, rc autoresolve.RuntimeCompatibility, envKey *string, offline bool) (autoresolve.Request, error) {
-	n := o.neg
-	if n.Device == "" {
-		return autoresolve.Request{}, errNoDevice
-	}
-	r := autoresolve.NewRequest(modelID, n.Device)
+// resolutionRequest is the key document of this load (on-disk contract
+// §8.1) without its negotiation arguments (autoresolve.Request.SetNegotiation
+// adds those).
+func (o *loadOptions) resolutionRequest(modelID string, rt Runtime, cfg config.Config) autoresolve.Request {
+	r := autoresolve.NewRequest(modelID, o.neg.Device)
 	r.Provider = o.providerName
-	r.ModelPackageID = n.ModelPackageID
-	r.Backends = n.Backends
-	r.Quantization = n.Quantization
-	r.ONNXExecutionProviders = n.ONNXExecutionProviders
-	r.AllowUntrustedPackages = n.AllowUntrustedPackages
-	r.TRTEngineHostCodeAllowed = !n.DisallowTRTEngineHostCode
-	r.NMSFusionPreferences = n.NMSFusionPreferences
 	r.AllowLoadingDependencyModels = o.allowDependency
 	r.VerifyHashWhileDownload = !o.noVerifyHash
 	r.DownloadFilesWithoutHash = o.withoutHash
@@ -166,21 +168,11 @@ func (o *loadOptions) resolutionRequest(modelID string, rc autoresolve.RuntimeCo
 		r.WeightsProviderExtraQueryParams = append(r.WeightsProviderExtraQueryParams, autoresolve.QueryParam{Name: kv[0], Value: kv[1]})
 	}
 	r.WeightsProviderExtraHeaders = o.extraHeaders
-	if n.BatchSize != nil {
-		lo, hi, err := n.BatchSize.Parse()
-		if err != nil {
-			return autoresolve.Request{}, err
-		}
-		switch n.BatchSize.Value().(type) {
-		case []any, pyjson.Tuple:
-			r.BatchSize = autoresolve.BatchSizeRange(lo, hi)
-		default:
-			r.BatchSize = autoresolve.FixedBatchSize(lo)
-		}
-	}
-	r.RuntimeCompatibility = rc
+	r.Runtime = rt
 	r.APIKey = o.apiKey
-	r.EnvAPIKey = envKey
-	r.Offline = offline
-	return r, nil
+	if k := cfg.APIKey.Reveal(); k != "" {
+		r.EnvAPIKey = &k
+	}
+	r.Offline = cfg.Offline
+	return r
 }

@@ -215,8 +215,8 @@ func (cc ClassConfidences) Get(c string) (float64, bool) {
 	return 0, false
 }
 
-// Artefact is one file of a package.
-type Artefact struct {
+// Artifact is one file of a package.
+type Artifact struct {
 	// FileHandle is the path of the file inside the package (on-disk-contract §4.4
 	// rules are applied at load time, not here).
 	FileHandle string `json:"file_handle"`
@@ -226,6 +226,10 @@ type Artefact struct {
 	// DownloadURL is empty for local-cache artefacts. Platform URLs are already
 	// secure-gateway rewritten when the gateway is configured.
 	DownloadURL string `json:"download_url,omitempty"`
+	// Local: the file is already in the package directory (packages of
+	// PackageSource local-cache: the offline-weights registry, locally built
+	// TensorRT engines) and is never downloaded; it must carry an MD5.
+	Local bool `json:"-"`
 }
 
 // TRTPackageDetails are TensorRT-specific package properties.
@@ -281,8 +285,8 @@ type EnvironmentRequirements struct {
 type ModelPackage struct {
 	PackageID string      `json:"package_id"`
 	Backend   BackendType `json:"backend"`
-	// Artefacts in provider order.
-	Artefacts     []Artefact    `json:"package_artefacts"`
+	// Artifacts in provider order.
+	Artifacts     []Artifact    `json:"package_artefacts"`
 	PackageSource PackageSource `json:"package_source"`
 	// Quantization is "" when the package declares none (null).
 	Quantization Quantization `json:"quantization"`
@@ -370,11 +374,11 @@ func (m *ModelMetadata) Clone() *ModelMetadata {
 // Clone returns a deep copy of p (ModelFeatures is shared).
 func (p *ModelPackage) Clone() ModelPackage {
 	c := *p
-	if p.Artefacts != nil {
-		c.Artefacts = make([]Artefact, len(p.Artefacts))
-		for i, a := range p.Artefacts {
+	if p.Artifacts != nil {
+		c.Artifacts = make([]Artifact, len(p.Artifacts))
+		for i, a := range p.Artifacts {
 			a.MD5Hash = cloneStr(a.MD5Hash)
-			c.Artefacts[i] = a
+			c.Artifacts[i] = a
 		}
 	}
 	if p.DynamicBatchSizeSupported != nil {
@@ -457,4 +461,12 @@ func cloneInt(p *int) *int {
 	}
 	v := *p
 	return &v
+}
+
+// MD5 returns the provider's MD5 of the file, "" when it sent none.
+func (a Artifact) MD5() string {
+	if a.MD5Hash == nil {
+		return ""
+	}
+	return *a.MD5Hash
 }

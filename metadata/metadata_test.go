@@ -90,17 +90,17 @@ func TestClassConfidencesJSONKeepsOrderAndNull(t *testing.T) {
 
 func TestCloneIsDeep(t *testing.T) {
 	m := &ModelMetadata{ModelID: "a/1", TaskType: Str("object-detection"), Packages: []ModelPackage{{
-		PackageID: "p1", Artefacts: []Artefact{{FileHandle: "w.onnx", MD5Hash: Str("00")}},
+		PackageID: "p1", Artifacts: []Artifact{{FileHandle: "w.onnx", MD5Hash: Str("00")}},
 		StaticBatchSize: Int(1), ONNXPackageDetails: &ONNXPackageDetails{Opset: 17, IncompatibleProviders: []string{"X"}},
 		RecommendedParameters: &RecommendedParameters{PerClassConfidence: ClassConfidences{{"a", 0.1}}},
 	}}}
 	c := m.Clone()
 	*c.TaskType = "x"
-	*c.Packages[0].Artefacts[0].MD5Hash = "ff"
+	*c.Packages[0].Artifacts[0].MD5Hash = "ff"
 	*c.Packages[0].StaticBatchSize = 9
 	c.Packages[0].ONNXPackageDetails.IncompatibleProviders[0] = "Y"
 	c.Packages[0].RecommendedParameters.PerClassConfidence[0].Confidence = 0.9
-	if *m.TaskType != "object-detection" || *m.Packages[0].Artefacts[0].MD5Hash != "00" || *m.Packages[0].StaticBatchSize != 1 ||
+	if *m.TaskType != "object-detection" || *m.Packages[0].Artifacts[0].MD5Hash != "00" || *m.Packages[0].StaticBatchSize != 1 ||
 		m.Packages[0].ONNXPackageDetails.IncompatibleProviders[0] != "X" || m.Packages[0].RecommendedParameters.PerClassConfidence[0].Confidence != 0.1 {
 		t.Fatal("clone shares memory with original")
 	}

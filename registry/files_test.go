@@ -27,7 +27,7 @@ func firstFileURL(t *testing.T, host, model string, mod func(*roboflow.Options),
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := md.Packages[0].Artefacts[0]
+	a := md.Packages[0].Artifacts[0]
 	return a.DownloadURL, *a.MD5Hash
 }
 
@@ -187,7 +187,7 @@ func TestSecureGatewayRewrite(t *testing.T) {
 	if hits.Load() != 1 || cnt.n() != 1 || cnt.headers[0].Get("Authorization") != "Bearer "+keyDet {
 		t.Fatalf("API call did not go through the gateway with auth: hits=%d", hits.Load())
 	}
-	a := md.Packages[0].Artefacts[0]
+	a := md.Packages[0].Artifacts[0]
 	prefix := gw.URL + "/edge/proxy?url=" + strings.ReplaceAll(url.QueryEscape(ts.URL+"/files/"), "+", "%20")
 	if !strings.HasPrefix(a.DownloadURL, prefix) || strings.Contains(a.DownloadURL[len(gw.URL+"/edge/proxy?url="):], "/") {
 		t.Fatalf("download URL not rewritten: %s (want prefix %s)", a.DownloadURL, prefix)

@@ -15,14 +15,7 @@ func validHandle(h string) error { return layout.ValidateHandle(h) }
 
 // checkHandleSet applies the cross-handle rules of §4.4 to one package: no
 // case-folded duplicates, no case-ambiguous paths, no file/dir collision.
-func checkHandleSet(handles []string) error {
-	arts := make([]layout.Artefact, 0, len(handles))
-	for _, h := range handles {
-		arts = append(arts, layout.Artefact{Kind: layout.ArtefactLocal, FileHandle: h, MD5: "00000000000000000000000000000000"})
-	}
-	_, err := layout.Declarations(arts)
-	return err
-}
+func checkHandleSet(handles []string) error { return layout.ValidateHandleSet(handles) }
 
 // validModelID applies on-disk-contract §4.3, and refuses surrounding
 // whitespace (an id that only differs by blanks is a typo in a registry).

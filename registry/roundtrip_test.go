@@ -75,10 +75,10 @@ func TestClientRoundTripExamples(t *testing.T) {
 			if p.PackageID != want.ID || p.Backend != want.Parsed.Backend || p.Quantization != want.Parsed.Quantization || p.TrustedSource != want.Trusted {
 				t.Fatalf("%s: package %d = %s/%s/%s, want %s/%s/%s", id, i, p.PackageID, p.Backend, p.Quantization, want.ID, want.Parsed.Backend, want.Parsed.Quantization)
 			}
-			if len(p.Artefacts) != len(want.Files) {
-				t.Fatalf("%s/%s: %d artefacts, want %d", id, p.PackageID, len(p.Artefacts), len(want.Files))
+			if len(p.Artifacts) != len(want.Files) {
+				t.Fatalf("%s/%s: %d artefacts, want %d", id, p.PackageID, len(p.Artifacts), len(want.Files))
 			}
-			for j, a := range p.Artefacts {
+			for j, a := range p.Artifacts {
 				if !strings.HasPrefix(a.DownloadURL, ts.URL+"/files/") {
 					t.Fatalf("download URL %q is not absolute under %s", a.DownloadURL, ts.URL)
 				}
@@ -111,7 +111,7 @@ func TestPublicURLSetsDownloadBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range md.Packages {
-		for _, a := range p.Artefacts {
+		for _, a := range p.Artifacts {
 			if !strings.HasPrefix(a.DownloadURL, "https://models.example.com/base/files/"+*a.MD5Hash+"/") {
 				t.Fatalf("URL %q does not use the public URL", a.DownloadURL)
 			}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/provider"
 )
@@ -238,7 +237,7 @@ func buildRequest(cmd *cobra.Command, cfg *config.Config, fl *resolveFlags) (neg
 	if f.Changed("onnx-providers") {
 		req.ONNXExecutionProviders = nil
 		for _, name := range splitList([]string{fl.onnxProviders}) {
-			req.ONNXExecutionProviders = append(req.ONNXExecutionProviders, autoresolve.ExecutionProvider{Name: name})
+			req.ONNXExecutionProviders = append(req.ONNXExecutionProviders, negotiation.ExecutionProvider{Name: name})
 		}
 	}
 	if f.Changed("package-id") {

@@ -9,31 +9,11 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // AttributionVersion is the cache_attribution_version we write.
 const AttributionVersion = 2
-
-// Dependency is one entry of model_dependencies.
-type Dependency struct {
-	Name    string
-	ModelID string
-	// ModelPackageID is nil when the dependency's package is not pinned.
-	ModelPackageID *string
-}
-
-// ClassConfidence is one per-class confidence threshold.
-type ClassConfidence struct {
-	Class      string
-	Confidence float64
-}
-
-// RecommendedParameters as stored in an entry (snake_case keys).
-type RecommendedParameters struct {
-	Confidence *float64
-	// PerClassConfidence keeps its order; nil is null, non-nil empty {}.
-	PerClassConfidence []ClassConfidence
-}
 
 // Entry is one auto-resolution cache entry (§8.2).
 type Entry struct {
@@ -52,11 +32,11 @@ type Entry struct {
 	TaskType          *string
 	BackendType       *string
 	// ModelDependencies is nil when null.
-	ModelDependencies []Dependency
+	ModelDependencies []metadata.ModelDependency
 	CreatedAt         Timestamp
 	// ModelFeatures is nil or *pyjson.Object.
 	ModelFeatures         any
-	RecommendedParameters *RecommendedParameters
+	RecommendedParameters *metadata.RecommendedParameters
 	TrustedSource         *bool
 }
 
@@ -71,10 +51,10 @@ type Resolution struct {
 	ModelArchitecture *string
 	TaskType          *string
 	BackendType       *string
-	ModelDependencies []Dependency
+	ModelDependencies []metadata.ModelDependency
 	// ModelFeatures is nil or *pyjson.Object.
 	ModelFeatures         any
-	RecommendedParameters *RecommendedParameters
+	RecommendedParameters *metadata.RecommendedParameters
 	TrustedSource         *bool
 	// APIKey is the effective key; only its CredentialHash is stored.
 	APIKey *string
@@ -211,7 +191,7 @@ func setStr(o *pyjson.Object, k string, p *string) {
 	}
 }
 
-func classObject(cc []ClassConfidence) *pyjson.Object {
+func classObject(cc []metadata.ClassConfidence) *pyjson.Object {
 	o := pyjson.NewObject()
 	for _, c := range cc {
 		o.Set(c.Class, c.Confidence)
@@ -356,13 +336,13 @@ func entryFromObject(o *pyjson.Object) (*Entry, error) {
 		if !isList {
 			return nil, fail("model_dependencies", "must be a list or null, got %s", describe(v))
 		}
-		e.ModelDependencies = make([]Dependency, 0, len(deps))
+		e.ModelDependencies = make([]metadata.ModelDependency, 0, len(deps))
 		for i, it := range deps {
 			d, isObj := it.(*pyjson.Object)
 			if !isObj {
 				return nil, fail("model_dependencies", "item %d must be an object", i)
 			}
-			var dep Dependency
+			var dep metadata.ModelDependency
 			name, _ := d.Get("name")
 			mid, _ := d.Get("model_id")
 			var okN, okM bool
@@ -411,13 +391,13 @@ func entryFromObject(o *pyjson.Object) (*Entry, error) {
 	return e, nil
 }
 
-func parseRecommended(v any) (*RecommendedParameters, error) {
+func parseRecommended(v any) (*metadata.RecommendedParameters, error) {
 	const field = "recommended_parameters"
 	o, ok := v.(*pyjson.Object)
 	if !ok {
 		return nil, &EntryError{Field: field, Reason: "must be an object or null, got " + describe(v)}
 	}
-	rp := &RecommendedParameters{}
+	rp := &metadata.RecommendedParameters{}
 	if c, ok := o.Get("confidence"); ok && c != nil {
 		f, err := laxFloat(c)
 		if err != nil {
@@ -435,14 +415,14 @@ func parseRecommended(v any) (*RecommendedParameters, error) {
 		if !isObj {
 			return nil, &EntryError{Field: field, Reason: "per_class_confidence must be an object or null"}
 		}
-		rp.PerClassConfidence = []ClassConfidence{}
+		rp.PerClassConfidence = metadata.ClassConfidences{}
 		for _, k := range po.Keys() {
 			cv, _ := po.Get(k)
 			f, err := laxFloat(cv)
 			if err != nil {
 				return nil, &EntryError{Field: field, Reason: fmt.Sprintf("per_class_confidence[%q]", k), Err: err}
 			}
-			rp.PerClassConfidence = append(rp.PerClassConfidence, ClassConfidence{Class: k, Confidence: f})
+			rp.PerClassConfidence = append(rp.PerClassConfidence, metadata.ClassConfidence{Class: k, Confidence: f})
 		}
 	}
 	return rp, nil

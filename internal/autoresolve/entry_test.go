@@ -16,6 +16,7 @@ import (
 	"github.com/modelcache/modelcache/internal/compat"
 	"github.com/modelcache/modelcache/internal/lock"
 	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 type readVerdict struct {
@@ -101,25 +102,25 @@ func (w entryWritten) resolution(t *testing.T) Resolution {
 		TrustedSource: in.TrustedSource, APIKey: in.APIKey,
 	}
 	if in.ModelDependencies != nil {
-		r.ModelDependencies = []Dependency{}
+		r.ModelDependencies = []metadata.ModelDependency{}
 		for _, d := range *in.ModelDependencies {
-			r.ModelDependencies = append(r.ModelDependencies, Dependency(d))
+			r.ModelDependencies = append(r.ModelDependencies, metadata.ModelDependency(d))
 		}
 	}
 	r.ModelFeatures = compat.MustValue(t, in.ModelFeatures)
 	if rp, ok := compat.MustValue(t, in.RecommendedParameters).(*pyjson.Object); ok {
 		// The reference's model coerces ints to floats (1 -> 1.0).
-		p := &RecommendedParameters{}
+		p := &metadata.RecommendedParameters{}
 		if c, _ := rp.Get("confidence"); c != nil {
 			f := toFloat(t, c)
 			p.Confidence = &f
 		}
 		if pc, _ := rp.Get("per_class_confidence"); pc != nil {
-			p.PerClassConfidence = []ClassConfidence{}
+			p.PerClassConfidence = []metadata.ClassConfidence{}
 			po := pc.(*pyjson.Object)
 			for _, k := range po.Keys() {
 				v, _ := po.Get(k)
-				p.PerClassConfidence = append(p.PerClassConfidence, ClassConfidence{k, toFloat(t, v)})
+				p.PerClassConfidence = append(p.PerClassConfidence, metadata.ClassConfidence{Class: k, Confidence: toFloat(t, v)})
 			}
 		}
 		r.RecommendedParameters = p

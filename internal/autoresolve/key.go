@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/internal/negotiation"
+	"github.com/modelcache/modelcache/internal/pep440"
 	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
@@ -49,40 +51,8 @@ func (b *BatchSize) value() any {
 	return pyjson.NewInt(b.Min)
 }
 
-// ExecutionProvider is an ONNX Runtime execution provider: a bare name, or a
-// name with an options dict.
-type ExecutionProvider struct {
-	Name string
-	// Options nil means the bare name; otherwise [name, options] (pyjson values).
-	Options *pyjson.Object
-}
-
 // QueryParam is one extra query parameter for the weights provider.
 type QueryParam struct{ Name, Value string }
-
-// RuntimeCompatibility is the runtime fingerprint that goes into the key
-// (version 1); its JSON form is the reference's runtime_compatibility object.
-// Version strings must already be normalized PEP 440 strings (negotiation.md
-// §5); nil is null.
-type RuntimeCompatibility struct {
-	GPUAvailable       bool     `json:"gpu_available"`
-	GPUDevices         []string `json:"gpu_devices"`
-	GPUDevicesCC       []string `json:"gpu_devices_cc"`
-	DriverVersion      *string  `json:"driver_version"`
-	CUDAVersion        *string  `json:"cuda_version"`
-	TRTVersion         *string  `json:"trt_version"`
-	JetsonType         *string  `json:"jetson_type"`
-	L4TVersion         *string  `json:"l4t_version"`
-	OSVersion          *string  `json:"os_version"`
-	TorchAvailable     bool     `json:"torch_available"`
-	TorchVersion       *string  `json:"torch_version"`
-	TorchvisionVersion *string  `json:"torchvision_version"`
-	ONNXRuntimeVersion *string  `json:"onnxruntime_version"`
-	// AvailableONNXExecutionProviders is sorted in the key; nil is null.
-	AvailableONNXExecutionProviders []string `json:"available_onnx_execution_providers"`
-	HFTransformersAvailable         bool     `json:"hf_transformers_available"`
-	TRTPythonPackageAvailable       bool     `json:"trt_python_package_available"`
-}
 
 func strList(s []string) []any {
 	out := make([]any, 0, len(s))
@@ -99,7 +69,11 @@ func optStr(p *string) any {
 	return *p
 }
 
-func (rc *RuntimeCompatibility) object() *pyjson.Object {
+// runtimeObject is the key's runtime_compatibility (version 1) for rt:
+// versions in PEP 440 normal form when they parse, as given otherwise
+// (negotiation.md §5); the execution providers sorted.
+func runtimeObject(r negotiation.Runtime) *pyjson.Object {
+	rc := normalizedRuntime(r)
 	var eps any
 	if rc.AvailableONNXExecutionProviders != nil {
 		s := append([]string(nil), rc.AvailableONNXExecutionProviders...)
@@ -146,7 +120,7 @@ type Request struct {
 	// Device as resolved by the caller: "cpu", "cuda", "cuda:0", "mps", ...
 	Device string
 	// ONNXExecutionProviders: nil is null; order kept.
-	ONNXExecutionProviders []ExecutionProvider
+	ONNXExecutionProviders []negotiation.ExecutionProvider
 
 	DefaultONNXTRTOptions        bool
 	AllowUntrustedPackages       bool
@@ -163,7 +137,8 @@ type Request struct {
 	// SelectForwardedKwargs.
 	ForwardedDependencyKwargs any
 
-	RuntimeCompatibility RuntimeCompatibility
+	// Runtime is the machine the request was negotiated for, as x-rayed.
+	Runtime negotiation.Runtime
 
 	VerifyHashWhileDownload   bool
 	DownloadFilesWithoutHash  bool
@@ -335,7 +310,7 @@ func (r *Request) Content() (*pyjson.Object, error) {
 		"dependency_models_params", depParams,
 		"forwarded_dependency_kwargs", forwarded,
 		"allow_loading_dependency_models", r.AllowLoadingDependencyModels,
-		"runtime_compatibility", r.RuntimeCompatibility.object(),
+		"runtime_compatibility", runtimeObject(r.Runtime),
 		"verify_hash_while_download", r.VerifyHashWhileDownload,
 		"download_files_without_hash", r.DownloadFilesWithoutHash,
 		"max_package_loading_attempts", maxAttempts,
@@ -554,4 +529,53 @@ func pyStr(k any) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("unsupported mapping key of type %T", k)
+}
+
+// normalizedRuntime is r as the key records it (on-disk-contract §8.1):
+// versions in PEP 440 normal form when they parse, as given otherwise.
+func normalizedRuntime(r negotiation.Runtime) negotiation.Runtime {
+	norm := func(s *string) *string {
+		if s == nil {
+			return nil
+		}
+		if n, err := pep440.Normalize(*s); err == nil {
+			return &n
+		}
+		v := *s
+		return &v
+	}
+	ccs := make([]string, len(r.GPUDevicesCC))
+	for i, c := range r.GPUDevicesCC {
+		ccs[i] = *norm(&c)
+	}
+	var eps []string
+	if r.AvailableONNXExecutionProviders != nil {
+		eps = append([]string{}, r.AvailableONNXExecutionProviders...)
+	}
+	return negotiation.Runtime{
+		GPUAvailable:                    r.GPUAvailable,
+		GPUDevices:                      append([]string{}, r.GPUDevices...),
+		GPUDevicesCC:                    ccs,
+		DriverVersion:                   norm(r.DriverVersion),
+		CUDAVersion:                     norm(r.CUDAVersion),
+		TRTVersion:                      norm(r.TRTVersion),
+		JetsonType:                      copyStr(r.JetsonType),
+		L4TVersion:                      norm(r.L4TVersion),
+		OSVersion:                       copyStr(r.OSVersion),
+		TorchAvailable:                  r.TorchAvailable,
+		TorchVersion:                    norm(r.TorchVersion),
+		TorchvisionVersion:              norm(r.TorchvisionVersion),
+		ONNXRuntimeVersion:              norm(r.ONNXRuntimeVersion),
+		AvailableONNXExecutionProviders: eps,
+		HFTransformersAvailable:         r.HFTransformersAvailable,
+		TRTPythonPackageAvailable:       r.TRTPythonPackageAvailable,
+	}
+}
+
+func copyStr(s *string) *string {
+	if s == nil {
+		return nil
+	}
+	v := *s
+	return &v
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/modelcache/modelcache/internal/compat"
+	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
@@ -82,7 +83,7 @@ func requestFromRecord(t *testing.T, rec keyRecord) Request {
 	r.Offline = rec.OfflineMode
 	var rc struct {
 		Version int `json:"version"`
-		RuntimeCompatibility
+		negotiation.Runtime
 	}
 	if err := json.Unmarshal(rec.RuntimeCompatibility, &rc); err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ func requestFromRecord(t *testing.T, rec keyRecord) Request {
 	if rc.Version != 1 {
 		t.Fatalf("runtime_compatibility version %d", rc.Version)
 	}
-	r.RuntimeCompatibility = rc.RuntimeCompatibility
+	r.Runtime = rc.Runtime
 
 	var forwardedNames []string
 	kwargs := pyjson.NewObject()
@@ -137,14 +138,14 @@ func requestFromRecord(t *testing.T, rec keyRecord) Request {
 			}
 		case "onnx_execution_providers":
 			if v != nil {
-				r.ONNXExecutionProviders = []ExecutionProvider{}
+				r.ONNXExecutionProviders = []negotiation.ExecutionProvider{}
 				for _, it := range items(v) {
 					if s, ok := it.(string); ok {
-						r.ONNXExecutionProviders = append(r.ONNXExecutionProviders, ExecutionProvider{Name: s})
+						r.ONNXExecutionProviders = append(r.ONNXExecutionProviders, negotiation.ExecutionProvider{Name: s})
 						continue
 					}
 					pair := items(it)
-					r.ONNXExecutionProviders = append(r.ONNXExecutionProviders, ExecutionProvider{Name: pyString(t, pair[0]), Options: pair[1].(*pyjson.Object)})
+					r.ONNXExecutionProviders = append(r.ONNXExecutionProviders, negotiation.ExecutionProvider{Name: pyString(t, pair[0]), Options: pair[1].(*pyjson.Object)})
 				}
 			}
 		case "default_onnx_trt_options":
@@ -271,5 +272,25 @@ func TestKeyRequiresDevice(t *testing.T) {
 	r := NewRequest("m", "")
 	if _, _, err := Key(r); err == nil {
 		t.Fatal("empty device accepted")
+	}
+}
+
+// The key records versions in PEP 440 normal form, whatever form the x-ray
+// gave them in, and never changes the caller's Runtime.
+func TestRuntimeNormalizedForTheKey(t *testing.T) {
+	cuda, ort, odd := "12.06.0", "v1.22", "not a version"
+	rt := negotiation.Runtime{GPUDevicesCC: []string{"08.9"}, CUDAVersion: &cuda, ONNXRuntimeVersion: &ort, TRTVersion: &odd,
+		AvailableONNXExecutionProviders: []string{"b", "a"}}
+	n := normalizedRuntime(rt)
+	if *n.CUDAVersion != "12.6.0" || *n.ONNXRuntimeVersion != "1.22" || *n.TRTVersion != odd || n.GPUDevicesCC[0] != "8.9" {
+		t.Fatalf("normalized %+v", n)
+	}
+	if *rt.CUDAVersion != "12.06.0" || rt.GPUDevicesCC[0] != "08.9" {
+		t.Fatal("the caller's runtime was changed")
+	}
+	obj := runtimeObject(rt)
+	eps, _ := obj.Get("available_onnx_execution_providers")
+	if l, ok := eps.([]any); !ok || len(l) != 2 || l[0] != "a" {
+		t.Fatalf("execution providers in the key: %#v", eps)
 	}
 }

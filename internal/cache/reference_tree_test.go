@@ -17,6 +17,7 @@ import (
 	"github.com/modelcache/modelcache/internal/compat"
 	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/manifest"
+	"github.com/modelcache/modelcache/internal/negotiation"
 )
 
 func openAt(t *testing.T, home string, opts ...cache.Option) *cache.Cache {
@@ -129,7 +130,7 @@ func TestReferenceTreeIsRecognised(t *testing.T) {
 	}
 
 	// Keys recomputed from the recorded load arguments name the entry files.
-	var rc autoresolve.RuntimeCompatibility
+	var rc negotiation.Runtime
 	if err := json.Unmarshal(tr.Environment.RuntimeCompatibility, &rc); err != nil {
 		t.Fatal(err)
 	}
@@ -190,12 +191,12 @@ func TestReferenceTreeIsRecognised(t *testing.T) {
 	t.Logf("reference tree: %d packages verified, %d blobs, %d dependency links, %d entries (%d keys recomputed)", len(pkgs), nblobs, deps, len(entries), keys)
 }
 
-func requestFromLoad(t *testing.T, ld compat.TreeLoad, modelID string, pkgID *string, rc autoresolve.RuntimeCompatibility) autoresolve.Request {
+func requestFromLoad(t *testing.T, ld compat.TreeLoad, modelID string, pkgID *string, rc negotiation.Runtime) autoresolve.Request {
 	t.Helper()
 	var device string
 	json.Unmarshal(ld.Arguments["device"], &device)
 	req := autoresolve.NewRequest(modelID, device)
-	req.RuntimeCompatibility = rc
+	req.Runtime = rc
 	req.ModelPackageID = pkgID
 	if raw, ok := ld.Arguments["api_key"]; ok {
 		var k string
@@ -206,7 +207,7 @@ func requestFromLoad(t *testing.T, ld compat.TreeLoad, modelID string, pkgID *st
 		var eps []string
 		json.Unmarshal(raw, &eps)
 		for _, n := range eps {
-			req.ONNXExecutionProviders = append(req.ONNXExecutionProviders, autoresolve.ExecutionProvider{Name: n})
+			req.ONNXExecutionProviders = append(req.ONNXExecutionProviders, negotiation.ExecutionProvider{Name: n})
 		}
 	}
 	if raw, ok := ld.Arguments["download_files_without_hash"]; ok {

@@ -6,17 +6,7 @@ import (
 	"strings"
 
 	"github.com/modelcache/modelcache/errdefs"
-)
-
-// ArtefactKind says where an artefact's bytes come from.
-type ArtefactKind string
-
-const (
-	// ArtefactDownload is fetched from a weights provider's DownloadURL.
-	ArtefactDownload ArtefactKind = "download"
-	// ArtefactLocal is already in the package dir (local TRT packages,
-	// offline-registry packages); it always carries an MD5.
-	ArtefactLocal ArtefactKind = "local"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // Storage says where a declared artefact lives on disk.
@@ -29,15 +19,6 @@ const (
 	StoragePackageFile Storage = "package_file"
 )
 
-// Artefact is one file of a model package as a provider (or a local
-// package) describes it.
-type Artefact struct {
-	Kind        ArtefactKind
-	FileHandle  string
-	MD5         string // "" = the provider gave none
-	DownloadURL string // download artefacts only
-}
-
 // Declaration is the canonical description of one artefact, as recorded in a
 // manifest's package_artifacts (without the sha256_hash, which needs the
 // bytes).
@@ -49,8 +30,10 @@ type Declaration struct {
 	Storage    Storage
 }
 
-// Declarations validates one package's artefacts as a set and returns their
-// canonical declarations, sorted by (lower(handle), handle).
+// Declarations validates one package's artifacts as a set and returns their
+// canonical declarations, sorted by (lower(handle), handle). A Local
+// artifact is already in the package directory (it must carry an MD5); the
+// others are downloaded from their DownloadURL.
 //
 // Rejected, with an error wrapping errdefs.ErrCorruptPackage that names the
 // handle: an invalid handle (ValidateHandle); an MD5 that is not 32
@@ -61,7 +44,7 @@ type Declaration struct {
 // directory. A download artefact without MD5 is accepted as unhashed
 // package_file storage; whether hashless downloads are allowed at all is the
 // caller's decision (errdefs.ErrUntrustedFile).
-func Declarations(arts []Artefact) ([]Declaration, error) {
+func Declarations(arts []metadata.Artifact) ([]Declaration, error) {
 	decls := make([]Declaration, 0, len(arts))
 	for _, a := range arts {
 		d, err := declare(a)
@@ -81,46 +64,42 @@ func Declarations(arts []Artefact) ([]Declaration, error) {
 	return decls, nil
 }
 
-func declare(a Artefact) (Declaration, error) {
+func declare(a metadata.Artifact) (Declaration, error) {
 	if err := ValidateHandle(a.FileHandle); err != nil {
 		return Declaration{}, err
 	}
 	fail := func(format string, args ...any) (Declaration, error) {
 		return Declaration{}, newError(errdefs.ErrCorruptPackage, "artefact", a.FileHandle, format, args...)
 	}
-	if a.MD5 != "" && ValidateMD5(a.MD5) != nil {
-		return fail("md5 hash %q is not 32 lowercase hex digits", a.MD5)
+	md5 := a.MD5()
+	if md5 != "" && ValidateMD5(md5) != nil {
+		return fail("md5 hash %q is not 32 lowercase hex digits", md5)
 	}
-	switch a.Kind {
-	case ArtefactLocal:
-		if a.MD5 == "" {
-			return fail("local artefact has no md5 hash (nothing could verify it)")
-		}
-		return Declaration{FileHandle: a.FileHandle, MD5Hash: a.MD5, Storage: StoragePackageFile}, nil
-	case ArtefactDownload:
-		if a.MD5 != "" {
-			return Declaration{FileHandle: a.FileHandle, MD5Hash: a.MD5, Storage: StorageSharedBlob}, nil
-		}
-		canonical, err := canonicalDownloadSource(a.DownloadURL)
-		if err != nil {
-			return fail("download URL %q cannot be parsed: %v", a.DownloadURL, err)
-		}
-		return Declaration{
-			FileHandle: a.FileHandle,
-			Unhashed:   true,
-			SourceHash: sourceHashOf(canonical),
-			Storage:    StoragePackageFile,
-		}, nil
+	switch {
+	case a.Local && md5 == "":
+		return fail("local artefact has no md5 hash (nothing could verify it)")
+	case a.Local:
+		return Declaration{FileHandle: a.FileHandle, MD5Hash: md5, Storage: StoragePackageFile}, nil
+	case md5 != "":
+		return Declaration{FileHandle: a.FileHandle, MD5Hash: md5, Storage: StorageSharedBlob}, nil
 	}
-	return Declaration{}, newError(errdefs.ErrInvalidParameter, "artefact", a.FileHandle,
-		"unknown artefact kind %q (want %q or %q)", a.Kind, ArtefactDownload, ArtefactLocal)
+	canonical, err := canonicalDownloadSource(a.DownloadURL)
+	if err != nil {
+		return fail("download URL %q cannot be parsed: %v", a.DownloadURL, err)
+	}
+	return Declaration{
+		FileHandle: a.FileHandle,
+		Unhashed:   true,
+		SourceHash: sourceHashOf(canonical),
+		Storage:    StoragePackageFile,
+	}, nil
 }
 
 // checkHandleSet rejects handles that would collide on disk: duplicates,
 // case-only differences of any path or directory prefix (they are one path
 // on case-insensitive file systems), and a file that is also a directory.
 // Handles are already valid, hence ASCII, so lower-casing is case folding.
-func checkHandleSet(arts []Artefact) error {
+func checkHandleSet(arts []metadata.Artifact) error {
 	type node struct {
 		path   string // as written
 		handle string // the handle that introduced it
@@ -156,4 +135,19 @@ func checkHandleSet(arts []Artefact) error {
 		}
 	}
 	return nil
+}
+
+// ValidateHandleSet checks every handle (ValidateHandle) and the
+// package-wide rules of §4.4: no duplicates, no paths or directory prefixes
+// that differ only in letter case, no handle that is both a file and
+// another's directory.
+func ValidateHandleSet(handles []string) error {
+	arts := make([]metadata.Artifact, len(handles))
+	for i, h := range handles {
+		if err := ValidateHandle(h); err != nil {
+			return err
+		}
+		arts[i] = metadata.Artifact{FileHandle: h}
+	}
+	return checkHandleSet(arts)
 }

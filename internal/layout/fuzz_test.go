@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/modelcache/modelcache/internal/compat"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // Fuzz targets for the path invariants. Seeds come from the golden vectors
@@ -53,7 +54,7 @@ func FuzzSlug(f *testing.F) {
 func FuzzHandlePath(f *testing.F) {
 	var handles []struct {
 		Handle    string `json:"handle"`
-		Artefacts []struct {
+		Artifacts []struct {
 			FileHandle string `json:"file_handle"`
 		} `json:"artefacts"`
 	}
@@ -62,11 +63,12 @@ func FuzzHandlePath(f *testing.F) {
 	}
 	for _, r := range handles {
 		f.Add(r.Handle)
-		for _, a := range r.Artefacts {
+		for _, a := range r.Artifacts {
 			f.Add(a.FileHandle)
 		}
 	}
 	const pkg = "/srv/cache/models-cache/v2-m-00000000000000000000000000000000/pkg1"
+	localMD5 := "0123456789abcdef0123456789abcdef"
 	f.Fuzz(func(t *testing.T, h string) {
 		p, err := HandlePath(pkg, h)
 		l, lerr := HandleLockPath(pkg, h)
@@ -94,7 +96,7 @@ func FuzzHandlePath(f *testing.F) {
 			t.Fatalf("handle %q has a lock file's name", h)
 		}
 		// Declaring it alone must also succeed.
-		if _, err := Declarations([]Artefact{{Kind: ArtefactLocal, FileHandle: h, MD5: "0123456789abcdef0123456789abcdef"}}); err != nil {
+		if _, err := Declarations([]metadata.Artifact{{Local: true, FileHandle: h, MD5Hash: &localMD5}}); err != nil {
 			t.Fatalf("Declarations(%q): %v", h, err)
 		}
 	})

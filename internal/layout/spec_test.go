@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // Tables from the on-disk contract (§4.1, §4.2, §4.4, §6.2), checked
@@ -115,26 +116,29 @@ func TestSpecHandles(t *testing.T) {
 }
 
 func TestDeclarationErrors(t *testing.T) {
-	dl := func(h, md5, url string) Artefact {
-		return Artefact{Kind: ArtefactDownload, FileHandle: h, MD5: md5, DownloadURL: url}
+	dl := func(h, md5, url string) metadata.Artifact {
+		a := metadata.Artifact{FileHandle: h, DownloadURL: url}
+		if md5 != "" {
+			a.MD5Hash = &md5
+		}
+		return a
 	}
 	const md5 = "0123456789abcdef0123456789abcdef"
 	cases := []struct {
 		name  string
-		arts  []Artefact
+		arts  []metadata.Artifact
 		kind  error
 		words []string // each must appear in the message
 	}{
-		{"duplicate", []Artefact{dl("a.txt", md5, ""), dl("a.txt", md5, "")}, errdefs.ErrCorruptPackage, []string{`"a.txt"`, "twice"}},
-		{"case", []Artefact{dl("w.onnx", md5, ""), dl("W.onnx", md5, "")}, errdefs.ErrCorruptPackage, []string{`"W.onnx"`, "letter case", `"w.onnx"`}},
-		{"case-dir", []Artefact{dl("Base/x", md5, ""), dl("base/y", md5, "")}, errdefs.ErrCorruptPackage, []string{`"base/y"`, `"Base"`, "letter case"}},
-		{"file-then-dir", []Artefact{dl("base", md5, ""), dl("base/c.json", md5, "")}, errdefs.ErrCorruptPackage, []string{`"base/c.json"`, "directory"}},
-		{"dir-then-file", []Artefact{dl("base/c.json", md5, ""), dl("base", md5, "")}, errdefs.ErrCorruptPackage, []string{`"base"`, "directory"}},
-		{"md5", []Artefact{dl("w.onnx", strings.ToUpper(md5), "")}, errdefs.ErrCorruptPackage, []string{`"w.onnx"`, "md5"}},
-		{"local-no-md5", []Artefact{{Kind: ArtefactLocal, FileHandle: "e.plan"}}, errdefs.ErrCorruptPackage, []string{`"e.plan"`, "no md5"}},
-		{"bad-url", []Artefact{dl("labels.txt", "", "https://[::1/x?sig=1")}, errdefs.ErrCorruptPackage, []string{`"labels.txt"`, "IPv6"}},
-		{"bad-handle", []Artefact{dl("../x", md5, "")}, errdefs.ErrCorruptPackage, []string{`"../x"`, `".."`}},
-		{"kind", []Artefact{{Kind: "remote", FileHandle: "x", MD5: md5}}, errdefs.ErrInvalidParameter, []string{`"x"`, "remote"}},
+		{"duplicate", []metadata.Artifact{dl("a.txt", md5, ""), dl("a.txt", md5, "")}, errdefs.ErrCorruptPackage, []string{`"a.txt"`, "twice"}},
+		{"case", []metadata.Artifact{dl("w.onnx", md5, ""), dl("W.onnx", md5, "")}, errdefs.ErrCorruptPackage, []string{`"W.onnx"`, "letter case", `"w.onnx"`}},
+		{"case-dir", []metadata.Artifact{dl("Base/x", md5, ""), dl("base/y", md5, "")}, errdefs.ErrCorruptPackage, []string{`"base/y"`, `"Base"`, "letter case"}},
+		{"file-then-dir", []metadata.Artifact{dl("base", md5, ""), dl("base/c.json", md5, "")}, errdefs.ErrCorruptPackage, []string{`"base/c.json"`, "directory"}},
+		{"dir-then-file", []metadata.Artifact{dl("base/c.json", md5, ""), dl("base", md5, "")}, errdefs.ErrCorruptPackage, []string{`"base"`, "directory"}},
+		{"md5", []metadata.Artifact{dl("w.onnx", strings.ToUpper(md5), "")}, errdefs.ErrCorruptPackage, []string{`"w.onnx"`, "md5"}},
+		{"local-no-md5", []metadata.Artifact{{Local: true, FileHandle: "e.plan"}}, errdefs.ErrCorruptPackage, []string{`"e.plan"`, "no md5"}},
+		{"bad-url", []metadata.Artifact{dl("labels.txt", "", "https://[::1/x?sig=1")}, errdefs.ErrCorruptPackage, []string{`"labels.txt"`, "IPv6"}},
+		{"bad-handle", []metadata.Artifact{dl("../x", md5, "")}, errdefs.ErrCorruptPackage, []string{`"../x"`, `".."`}},
 	}
 	for _, c := range cases {
 		decls, err := Declarations(c.arts)
@@ -222,7 +226,7 @@ func TestURLEdgeCases(t *testing.T) {
 		if got := CanonicalDownloadSource(u); got != u {
 			t.Errorf("CanonicalDownloadSource(%q) = %q, want it unchanged", u, got)
 		}
-		_, err := Declarations([]Artefact{{Kind: ArtefactDownload, FileHandle: "f", DownloadURL: u}})
+		_, err := Declarations([]metadata.Artifact{{FileHandle: "f", DownloadURL: u}})
 		if !errors.Is(err, errdefs.ErrCorruptPackage) {
 			t.Errorf("Declarations with URL %q: %v, want ErrCorruptPackage", u, err)
 		}

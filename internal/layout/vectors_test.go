@@ -14,6 +14,7 @@ import (
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/internal/compat"
 	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // Tests in this file are driven by the golden vectors recorded from the
@@ -114,7 +115,7 @@ type fileHandleRecord struct {
 	Kind         string               `json:"kind"`
 	Handle       string               `json:"handle"`
 	Name         string               `json:"name"`
-	Artefacts    []artefactRecord     `json:"artefacts"`
+	Artifacts    []artefactRecord     `json:"artefacts"`
 	Valid        bool                 `json:"valid"`
 	Error        *string              `json:"error"`
 	Declarations *[]declarationRecord `json:"declarations"`
@@ -127,13 +128,16 @@ func deref(s *string) string {
 	return *s
 }
 
-func (r fileHandleRecord) artefacts() []Artefact {
-	arts := make([]Artefact, 0, len(r.Artefacts))
-	for _, a := range r.Artefacts {
-		arts = append(arts, Artefact{
-			Kind:        ArtefactKind(a.Kind),
+func (r fileHandleRecord) artifacts(t *testing.T) []metadata.Artifact {
+	arts := make([]metadata.Artifact, 0, len(r.Artifacts))
+	for _, a := range r.Artifacts {
+		if a.Kind != "local" && a.Kind != "download" {
+			t.Fatalf("package %s: artefact kind %q", r.Name, a.Kind)
+		}
+		arts = append(arts, metadata.Artifact{
+			Local:       a.Kind == "local",
 			FileHandle:  a.FileHandle,
-			MD5:         deref(a.MD5),
+			MD5Hash:     a.MD5,
 			DownloadURL: a.DownloadURL,
 		})
 	}
@@ -156,7 +160,7 @@ func TestVectorsFileHandle(t *testing.T) {
 			}
 		case "package":
 			packages++
-			decls, err := Declarations(r.artefacts())
+			decls, err := Declarations(r.artifacts(t))
 			if (err == nil) != r.Valid {
 				t.Errorf("package %s: Declarations error = %v, want valid=%v", r.Name, err, r.Valid)
 				continue
@@ -329,7 +333,7 @@ func TestHostileVectorInputs(t *testing.T) {
 		if r.Kind == "single" {
 			handles[r.Handle] = r.Valid
 		}
-		for _, a := range r.Artefacts {
+		for _, a := range r.Artifacts {
 			if _, ok := handles[a.FileHandle]; !ok {
 				handles[a.FileHandle] = ValidateHandle(a.FileHandle) == nil
 			}

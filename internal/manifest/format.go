@@ -8,6 +8,7 @@ import (
 
 	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // File names inside a package directory.
@@ -67,15 +68,7 @@ func (a Artifact) Declaration() Artifact {
 	return a
 }
 
-// Dependency is one entry of model_dependencies (§6.1 #7); a null
-// model_package_id is written as null.
-type Dependency struct {
-	Name           string
-	ModelID        string
-	ModelPackageID *string
-}
-
-func (d Dependency) object() *pyjson.Object {
+func dependencyObject(d metadata.ModelDependency) *pyjson.Object {
 	return pyjson.ObjectOf("name", d.Name, "model_id", d.ModelID, "model_package_id", strOrNil(d.ModelPackageID))
 }
 
@@ -109,21 +102,9 @@ func (d DependencyPath) object() *pyjson.Object {
 	)
 }
 
-// ClassConfidence is one per-class confidence threshold.
-type ClassConfidence struct {
-	Class      string
-	Confidence float64
-}
-
-// RecommendedParameters are the provider's inference hints. Both keys are
-// always written, nulls kept (§6.1 #8).
-type RecommendedParameters struct {
-	Confidence *float64
-	// PerClassConfidence keeps its order; nil is null, an empty non-nil slice {}.
-	PerClassConfidence []ClassConfidence
-}
-
-func (r *RecommendedParameters) value() any {
+// recommendedValue writes the provider's inference hints: both keys always,
+// nulls kept (§6.1 #8).
+func recommendedValue(r *metadata.RecommendedParameters) any {
 	if r == nil {
 		return nil
 	}
@@ -157,8 +138,8 @@ type Spec struct {
 	ModelFeatures any
 	TrustedSource *bool
 	// ModelDependencies; nil is written as [].
-	ModelDependencies     []Dependency
-	RecommendedParameters *RecommendedParameters
+	ModelDependencies     []metadata.ModelDependency
+	RecommendedParameters *metadata.RecommendedParameters
 	// Quantization; "" is written as "unknown".
 	Quantization              string
 	DynamicBatchSizeSupported *bool
@@ -200,7 +181,7 @@ func provenanceFields() []string { return fieldOrder()[1:11] }
 func (s *Spec) Document() *pyjson.Object {
 	deps := make([]any, 0, len(s.ModelDependencies))
 	for _, d := range s.ModelDependencies {
-		deps = append(deps, d.object())
+		deps = append(deps, dependencyObject(d))
 	}
 	arts := make([]any, 0, len(s.PackageArtifacts))
 	for _, a := range s.PackageArtifacts {
@@ -226,7 +207,7 @@ func (s *Spec) Document() *pyjson.Object {
 	o.Set("model_features", normalizeJSON(s.ModelFeatures))
 	o.Set("trusted_source", boolOrNil(s.TrustedSource))
 	o.Set("model_dependencies", deps)
-	o.Set("recommended_parameters", s.RecommendedParameters.value())
+	o.Set("recommended_parameters", recommendedValue(s.RecommendedParameters))
 	o.Set("quantization", quant)
 	o.Set("dynamic_batch_size_supported", boolOrNil(s.DynamicBatchSizeSupported))
 	o.Set("static_batch_size", static)

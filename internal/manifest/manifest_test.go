@@ -16,6 +16,7 @@ import (
 	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/lock"
 	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 func sp(s string) *string { return &s }
@@ -32,7 +33,7 @@ func sampleSpec() *Spec {
 		ModelID: "ws/p/3", CanonicalModelID: "ws/p/3",
 		ModelArchitecture: sp("yolov8"), TaskType: sp("object-detection"), BackendType: "onnx",
 		ModelFeatures: pyjson.ObjectOf("nms_fused", pyjson.ObjectOf("max_detections", pyjson.NewInt(300))),
-		TrustedSource: bp(true), RecommendedParameters: &RecommendedParameters{Confidence: &conf},
+		TrustedSource: bp(true), RecommendedParameters: &metadata.RecommendedParameters{Confidence: &conf},
 		Quantization: "fp32", DynamicBatchSizeSupported: bp(false), StaticBatchSize: &one,
 		PackageArtifacts: []Artifact{
 			{FileHandle: "class_names.txt", Unhashed: true, SHA256Hash: sp(strings.Repeat("1", 64)), SourceHash: sp(strings.Repeat("2", 64)), Storage: StoragePackageFile},
@@ -107,9 +108,10 @@ func TestGoValuesCompareAsPython(t *testing.T) {
 }
 
 func TestArtifactFromDeclaration(t *testing.T) {
-	decls, err := layout.Declarations([]layout.Artefact{
-		{Kind: layout.ArtefactDownload, FileHandle: "weights.onnx", MD5: strings.Repeat("a", 32)},
-		{Kind: layout.ArtefactDownload, FileHandle: "class_names.txt", DownloadURL: "https://h/x?X-Amz-Signature=s"},
+	md5 := strings.Repeat("a", 32)
+	decls, err := layout.Declarations([]metadata.Artifact{
+		{FileHandle: "weights.onnx", MD5Hash: &md5},
+		{FileHandle: "class_names.txt", DownloadURL: "https://h/x?X-Amz-Signature=s"},
 	})
 	if err != nil {
 		t.Fatal(err)

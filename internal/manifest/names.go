@@ -6,19 +6,9 @@ import (
 	"github.com/modelcache/modelcache/internal/layout"
 )
 
-// validateHandleSet checks every handle and the package-wide rules (no
-// duplicates, no case-ambiguous paths or prefixes, no file/directory
-// collisions) with layout.Declarations. Each handle is declared as an
-// unhashed download without URL so that only the handle rules apply: hash
-// fields are checked by the caller.
-func validateHandleSet(handles []string) error {
-	arts := make([]layout.Artefact, len(handles))
-	for i, h := range handles {
-		arts[i] = layout.Artefact{Kind: layout.ArtefactDownload, FileHandle: h}
-	}
-	_, err := layout.Declarations(arts)
-	return err
-}
+// validateHandleSet checks every handle and the package-wide rules (hash
+// fields are checked by the caller).
+func validateHandleSet(handles []string) error { return layout.ValidateHandleSet(handles) }
 
 // handleLess orders by (lower(handle), handle).
 func handleLess(a, b string) bool {

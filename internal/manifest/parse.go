@@ -7,6 +7,7 @@ import (
 
 	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // Manifest is a parsed, validated model_config.json. Legacy (pre-v4) and
@@ -36,7 +37,7 @@ type Manifest struct {
 	ModelFeatures         any
 	RecommendedParameters any
 	// ModelDependencies is nil when absent or null.
-	ModelDependencies      []Dependency
+	ModelDependencies      []metadata.ModelDependency
 	PackageArtifacts       []Artifact
 	DependencyPackagePaths []DependencyPath
 
@@ -201,19 +202,19 @@ func parseDocument(o *pyjson.Object) (*Manifest, error) {
 	return m, nil
 }
 
-func parseDependencies(v any) ([]Dependency, error) {
+func parseDependencies(v any) ([]metadata.ModelDependency, error) {
 	const field = "model_dependencies"
 	list, ok := v.([]any)
 	if !ok {
 		return nil, &CorruptError{Field: field, Reason: "must be a list of objects or null"}
 	}
-	out := make([]Dependency, 0, len(list))
+	out := make([]metadata.ModelDependency, 0, len(list))
 	for i, it := range list {
 		d, ok := it.(*pyjson.Object)
 		if !ok {
 			return nil, &CorruptError{Field: field, Reason: fmt.Sprintf("item %d is not an object: %s", i, quote(it))}
 		}
-		var dep Dependency
+		var dep metadata.ModelDependency
 		for _, k := range []string{"name", "model_id"} {
 			s, isStr := mustGet(d, k).(string)
 			if !isStr {
@@ -434,4 +435,33 @@ func pyNormpath(p string) string {
 		return "."
 	}
 	return out
+}
+
+// Spec returns the fields of the manifest as a Spec (what a load reports of a
+// published package). RecommendedParameters, a raw document here, is left
+// out of the Spec; read Manifest.RecommendedParameters for it.
+func (m *Manifest) Spec() Spec {
+	s := Spec{
+		ModelArchitecture: m.ModelArchitecture, TaskType: m.TaskType, ModelFeatures: m.ModelFeatures,
+		TrustedSource: m.TrustedSource, DynamicBatchSizeSupported: m.DynamicBatchSizeSupported,
+		ModelDependencies: m.ModelDependencies, PackageArtifacts: m.PackageArtifacts, DependencyPackagePaths: m.DependencyPackagePaths,
+	}
+	if m.CanonicalModelID != nil {
+		s.CanonicalModelID = *m.CanonicalModelID
+	}
+	if m.ModelID != nil {
+		s.ModelID = *m.ModelID
+	}
+	if m.BackendType != nil {
+		s.BackendType = *m.BackendType
+	}
+	if m.Quantization != nil {
+		s.Quantization = *m.Quantization
+	}
+	if m.StaticBatchSize != nil {
+		if n, ok := m.StaticBatchSize.Int64(); ok {
+			s.StaticBatchSize = &n
+		}
+	}
+	return s
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/lock"
 	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 type writtenRecord struct {
@@ -96,22 +97,22 @@ func specFromArgs(t *testing.T, raw json.RawMessage) *Spec {
 		case "model_dependencies":
 			for _, it := range asList(v) {
 				o := it.(*pyjson.Object)
-				s.ModelDependencies = append(s.ModelDependencies, Dependency{
+				s.ModelDependencies = append(s.ModelDependencies, metadata.ModelDependency{
 					Name: get(o, "name").(string), ModelID: get(o, "model_id").(string), ModelPackageID: optStr(get(o, "model_package_id")),
 				})
 			}
 		case "recommended_parameters":
 			if v != nil {
 				o := v.(*pyjson.Object)
-				rp := &RecommendedParameters{}
+				rp := &metadata.RecommendedParameters{}
 				if c := get(o, "confidence"); c != nil {
 					f := toFloat(c)
 					rp.Confidence = &f
 				}
 				if pc, ok := get(o, "per_class_confidence").(*pyjson.Object); ok {
-					rp.PerClassConfidence = []ClassConfidence{}
+					rp.PerClassConfidence = metadata.ClassConfidences{}
 					for _, ck := range pc.Keys() {
-						rp.PerClassConfidence = append(rp.PerClassConfidence, ClassConfidence{Class: ck, Confidence: toFloat(get(pc, ck))})
+						rp.PerClassConfidence = append(rp.PerClassConfidence, metadata.ClassConfidence{Class: ck, Confidence: toFloat(get(pc, ck))})
 					}
 				}
 				s.RecommendedParameters = rp

@@ -27,6 +27,7 @@ import (
 	"github.com/modelcache/modelcache/internal/lock"
 	"github.com/modelcache/modelcache/internal/manifest"
 	"github.com/modelcache/modelcache/internal/materialize"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // content returns deterministic bytes for a label.
@@ -60,23 +61,23 @@ func newFixture() *fixture {
 	}}
 }
 
-func (f *fixture) artefacts(unhashed bool) []layout.Artefact {
-	var out []layout.Artefact
+func (f *fixture) artifacts(unhashed bool) []metadata.Artifact {
+	var out []metadata.Artifact
 	for h, b := range f.files {
-		a := layout.Artefact{Kind: layout.ArtefactDownload, FileHandle: h, DownloadURL: "http://127.0.0.1:1/files/" + h + "?X-Amz-Signature=s"}
+		a := metadata.Artifact{FileHandle: h, DownloadURL: "http://127.0.0.1:1/files/" + h + "?X-Amz-Signature=s"}
 		if strings.HasPrefix(h, "labels/") {
 			if !unhashed {
 				continue
 			}
 		} else {
-			a.MD5 = md5hex(b)
+			a.MD5Hash = strp(md5hex(b))
 		}
 		out = append(out, a)
 	}
 	return out
 }
 
-func (f *fixture) fetch(ctx context.Context, a layout.Artefact) (io.ReadCloser, int64, error) {
+func (f *fixture) fetch(ctx context.Context, a metadata.Artifact) (io.ReadCloser, int64, error) {
 	f.fetches.Add(1)
 	b, ok := f.files[a.FileHandle]
 	if !ok {
@@ -91,7 +92,7 @@ func boolp(b bool) *bool    { return &b }
 func request(f *fixture, unhashed bool) materialize.Request {
 	return materialize.Request{
 		CacheOwner: "ws/det/3", CanonicalModelID: "ws/det/3", PackageID: "onnxpkg",
-		Artefacts: f.artefacts(unhashed), DownloadFilesWithoutHash: unhashed,
+		Artifacts: f.artifacts(unhashed), DownloadFilesWithoutHash: unhashed,
 		Manifest: manifest.Spec{
 			ModelArchitecture: strp("yolov8"), TaskType: strp("object-detection"), BackendType: "onnx",
 			TrustedSource: boolp(true), Quantization: "fp32", DynamicBatchSizeSupported: boolp(false),
@@ -124,7 +125,7 @@ func TestMaterializeFreshPackage(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, t.TempDir())
 	f := newFixture()
-	res, err := e.store.Materialize(ctx, request(f, true), f.fetch, materialize.Hooks{})
+	res, err := e.store.Materialize(ctx, request(f, true), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestMaterializeFreshPackage(t *testing.T) {
 	// A second run changes nothing and downloads nothing.
 	before, _ := os.Stat(manifest.Path(res.PackageDir))
 	n := f.fetches.Load()
-	res2, err := e.store.Materialize(ctx, request(f, true), f.fetch, materialize.Hooks{})
+	res2, err := e.store.Materialize(ctx, request(f, true), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func TestRelativeLinksPassReferenceCheck(t *testing.T) {
 	root := t.TempDir()
 	e := newEnv(t, root)
 	f := newFixture()
-	res, err := e.store.Materialize(ctx, request(f, false), f.fetch, materialize.Hooks{})
+	res, err := e.store.Materialize(ctx, request(f, false), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +272,7 @@ func TestUntrustedFileRefusedBeforeDiskWork(t *testing.T) {
 	f := newFixture()
 	req := request(f, true)
 	req.DownloadFilesWithoutHash = false
-	_, err := e.store.Materialize(context.Background(), req, f.fetch, materialize.Hooks{})
+	_, err := e.store.Materialize(context.Background(), req, materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{})
 	if !errors.Is(err, errdefs.ErrUntrustedFile) {
 		t.Fatalf("want ErrUntrustedFile, got %v", err)
 	}
@@ -293,7 +294,7 @@ func TestCorruptBlobIsRepaired(t *testing.T) {
 	if err := os.WriteFile(blob, make([]byte, len(f.files["weights.onnx"])), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.Materialize(ctx, request(f, false), f.fetch, materialize.Hooks{}); err != nil {
+	if _, err := e.store.Materialize(ctx, request(f, false), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(blob)
@@ -306,11 +307,11 @@ func TestPublishedPackageIsImmutable(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, t.TempDir())
 	f := newFixture()
-	if _, err := e.store.Materialize(ctx, request(f, false), f.fetch, materialize.Hooks{}); err != nil {
+	if _, err := e.store.Materialize(ctx, request(f, false), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 	f.files["weights.onnx"] = content("weights-v2", 1000)
-	_, err := e.store.Materialize(ctx, request(f, false), f.fetch, materialize.Hooks{})
+	_, err := e.store.Materialize(ctx, request(f, false), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{})
 	if !errors.Is(err, errdefs.ErrCorruptPackage) {
 		t.Fatalf("want refusal, got %v", err)
 	}
@@ -324,7 +325,7 @@ func TestFailedConstructionLeavesNoManifest(t *testing.T) {
 	e := newEnv(t, t.TempDir())
 	f := newFixture()
 	boom := errors.New("model class failed")
-	_, err := e.store.Materialize(ctx, request(f, false), f.fetch, materialize.Hooks{
+	_, err := e.store.Materialize(ctx, request(f, false), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{
 		Construct: func(context.Context, string) error { return boom },
 	})
 	if !errors.Is(err, boom) {
@@ -336,7 +337,7 @@ func TestFailedConstructionLeavesNoManifest(t *testing.T) {
 	}
 	// Files stay: the next attempt downloads nothing.
 	n := f.fetches.Load()
-	if _, err := e.store.Materialize(ctx, request(f, false), f.fetch, materialize.Hooks{}); err != nil {
+	if _, err := e.store.Materialize(ctx, request(f, false), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 	if f.fetches.Load() != n {
@@ -348,15 +349,15 @@ func TestDependencyLinkAndIdentity(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, t.TempDir())
 	f := newFixture()
-	dep, err := e.store.Materialize(ctx, request(f, false), f.fetch, materialize.Hooks{})
+	dep, err := e.store.Materialize(ctx, request(f, false), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	parent := request(f, false)
 	parent.CacheOwner, parent.CanonicalModelID, parent.PackageID = "ws/seg/7", "ws/seg/7", "segpkg"
-	parent.Manifest.ModelDependencies = []manifest.Dependency{{Name: "detector", ModelID: "ws/det/3", ModelPackageID: strp("onnxpkg")}}
+	parent.Manifest.ModelDependencies = []metadata.ModelDependency{{Name: "detector", ModelID: "ws/det/3", ModelPackageID: strp("onnxpkg")}}
 	parent.Dependencies = []materialize.Dependency{{Name: "detector", PackageDir: dep.PackageDir}}
-	res, err := e.store.Materialize(ctx, parent, f.fetch, materialize.Hooks{})
+	res, err := e.store.Materialize(ctx, parent, materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +444,7 @@ func TestSymlinksNeverLeadOutside(t *testing.T) {
 			}
 			tc.plant(t, e, outside)
 			f := newFixture()
-			_, err := e.store.Materialize(ctx, request(f, true), f.fetch, materialize.Hooks{})
+			_, err := e.store.Materialize(ctx, request(f, true), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{})
 			if err == nil {
 				t.Fatal("materialization through a planted symlink succeeded")
 			}
@@ -481,7 +482,7 @@ func TestVerifyPackage(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, t.TempDir())
 	f := newFixture()
-	res, err := e.store.Materialize(ctx, request(f, true), f.fetch, materialize.Hooks{})
+	res, err := e.store.Materialize(ctx, request(f, true), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,38 +503,39 @@ func TestVerifyPackage(t *testing.T) {
 	}
 }
 
-// With an EnsureBlobs hook, every missing blob is handed over in one call
-// (the download engine fetches them in parallel); present blobs are not.
-func TestEnsureBlobsHook(t *testing.T) {
+// A Source gets every missing blob in one EnsureBlobs call (the download
+// engine fetches them in parallel); present blobs are not handed over.
+func TestEnsureBlobsOnce(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, t.TempDir())
 	f := newFixture()
 	var calls [][]string
-	ensure := func(ctx context.Context, missing []layout.Artefact) error {
+	ensure := func(ctx context.Context, missing []metadata.Artifact) (map[string]fsx.FileID, error) {
 		var names []string
 		for _, a := range missing {
 			names = append(names, a.FileHandle)
-			if _, err := e.blobs.Put(ctx, a.MD5, bytes.NewReader(f.files[a.FileHandle]), int64(len(f.files[a.FileHandle]))); err != nil {
-				return err
+			if _, err := e.blobs.Put(ctx, a.MD5(), bytes.NewReader(f.files[a.FileHandle]), int64(len(f.files[a.FileHandle]))); err != nil {
+				return nil, err
 			}
 		}
 		calls = append(calls, names)
-		return nil
+		return nil, nil
 	}
-	res, err := e.store.Materialize(ctx, request(f, true), f.fetch, materialize.Hooks{EnsureBlobs: ensure})
+	src := funcSource{ensure: ensure, stream: materialize.StreamSource(e.blobs, f.fetch)}
+	res, err := e.store.Materialize(ctx, request(f, true), src, materialize.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(calls) != 1 || len(calls[0]) != 4 {
 		t.Fatalf("EnsureBlobs calls: %v, want one call with the 4 hashed files", calls)
 	}
-	if f.fetches.Load() != 1 { // only the unhashed file streams through FetchFunc
-		t.Errorf("FetchFunc used %d times", f.fetches.Load())
+	if f.fetches.Load() != 1 { // only the unhashed file streams through FetchFile
+		t.Errorf("FetchFile used %d times", f.fetches.Load())
 	}
 	if _, err := e.store.VerifyPackage(ctx, res.PackageDir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.Materialize(ctx, request(f, true), f.fetch, materialize.Hooks{EnsureBlobs: ensure}); err != nil {
+	if _, err := e.store.Materialize(ctx, request(f, true), src, materialize.Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 	if len(calls) != 1 {
@@ -555,17 +557,17 @@ func TestVerifiedBlobsAreNotReadAgain(t *testing.T) {
 				slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 			f := newFixture()
 			weights := md5hex(f.files["weights.onnx"])
-			verified := map[string]fsx.FileID{}
 			tampered := false
-			ensure := func(ctx context.Context, missing []layout.Artefact) error {
+			ensure := func(ctx context.Context, missing []metadata.Artifact) (map[string]fsx.FileID, error) {
+				verified := map[string]fsx.FileID{}
 				for _, a := range missing {
 					b := f.files[a.FileHandle]
-					r, err := e.blobs.PutDetailed(ctx, a.MD5, bytes.NewReader(b), int64(len(b)))
+					r, err := e.blobs.PutDetailed(ctx, a.MD5(), bytes.NewReader(b), int64(len(b)))
 					if err != nil {
-						return err
+						return nil, err
 					}
-					verified[a.MD5] = r.File
-					if tamper && !tampered && a.MD5 == weights {
+					verified[a.MD5()] = r.File
+					if tamper && !tampered && a.MD5() == weights {
 						tampered = true
 						time.Sleep(10 * time.Millisecond) // a later mtime even on coarse clocks
 						_ = os.Chmod(r.Path, 0o644)
@@ -574,13 +576,10 @@ func TestVerifiedBlobsAreNotReadAgain(t *testing.T) {
 						}
 					}
 				}
-				return nil
+				return verified, nil
 			}
-			hooks := materialize.Hooks{EnsureBlobs: ensure, Verified: func(md5 string) (fsx.FileID, bool) {
-				id, ok := verified[md5]
-				return id, ok
-			}}
-			res, err := store.Materialize(ctx, request(f, false), f.fetch, hooks)
+			src := funcSource{ensure: ensure, stream: materialize.StreamSource(e.blobs, f.fetch)}
+			res, err := store.Materialize(ctx, request(f, false), src, materialize.Hooks{})
 			if err != nil {
 				t.Fatalf("%v\n%s", err, logs.String())
 			}
@@ -615,4 +614,18 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// funcSource is a Source whose EnsureBlobs is a test's function.
+type funcSource struct {
+	ensure func(context.Context, []metadata.Artifact) (map[string]fsx.FileID, error)
+	stream materialize.Source
+}
+
+func (s funcSource) EnsureBlobs(ctx context.Context, missing []metadata.Artifact) (map[string]fsx.FileID, error) {
+	return s.ensure(ctx, missing)
+}
+
+func (s funcSource) FetchFile(ctx context.Context, a metadata.Artifact, dest string) error {
+	return s.stream.FetchFile(ctx, a, dest)
 }

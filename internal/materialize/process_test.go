@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/autoresolve"
-	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/manifest"
 	"github.com/modelcache/modelcache/internal/materialize"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // The test binary doubles as the child process.
@@ -42,8 +42,8 @@ func TestMain(m *testing.M) {
 
 // slowFetch streams in small chunks with pauses, so that processes overlap
 // and a SIGKILL lands mid-stream.
-func slowFetch(f *fixture, pause time.Duration) materialize.FetchFunc {
-	return func(ctx context.Context, a layout.Artefact) (io.ReadCloser, int64, error) {
+func slowFetch(f *fixture, pause time.Duration) materialize.OpenFunc {
+	return func(ctx context.Context, a metadata.Artifact) (io.ReadCloser, int64, error) {
 		b, ok := f.files[a.FileHandle]
 		if !ok {
 			return nil, 0, fmt.Errorf("no file %q", a.FileHandle)
@@ -86,7 +86,7 @@ func childMaterialize() int {
 		return 1
 	}
 	fmt.Println("ready")
-	_, err = e.store.Materialize(context.Background(), request(f, true), slowFetch(f, pause), materialize.Hooks{
+	_, err = e.store.Materialize(context.Background(), request(f, true), materialize.StreamSource(e.blobs, slowFetch(f, pause)), materialize.Hooks{
 		// Register the auto-resolution entry under the materialization lock, as a load does.
 		Published: func(ctx context.Context, r *materialize.Result) error {
 			return entries.Register(ctx, entryKey, resolutionOf(r))
@@ -243,7 +243,7 @@ func TestSIGKILLDuringMaterialization(t *testing.T) {
 	}
 	t.Logf("%d iterations (work ≈ %v), %d children killed before finishing; a manifest was present after %d and an entry after %d",
 		iterations, work.Round(time.Millisecond), killedMidway, manifests, entries)
-	if _, err := e.store.Materialize(context.Background(), request(f, true), f.fetch, materialize.Hooks{}); err != nil {
+	if _, err := e.store.Materialize(context.Background(), request(f, true), materialize.StreamSource(e.blobs, f.fetch), materialize.Hooks{}); err != nil {
 		t.Fatalf("materialization after crashes: %v", err)
 	}
 	checkComplete(t, e, f)

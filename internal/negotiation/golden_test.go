@@ -227,11 +227,11 @@ func runGoldenCase(t *testing.T, client *roboflow.Client, i int, c *goldenCase) 
 		md = &metadata.ModelMetadata{ModelID: c.Model.ModelID, ModelArchitecture: c.Model.ModelArchitecture, TaskType: c.Model.TaskType}
 		rep, err = negotiation.Negotiate(md, req, c.Runtime)
 	} else {
-		md, rep, err = negotiation.Resolve(context.Background(), client,
-			provider.Request{ModelID: fmt.Sprintf("compat/case/%d", i)}, req, c.Runtime)
+		md, err = client.ModelMetadata(context.Background(), provider.Request{ModelID: fmt.Sprintf("compat/case/%d", i)})
 		if md == nil {
 			t.Fatalf("provider: %v", err)
 		}
+		rep, err = negotiation.Negotiate(md, req, c.Runtime)
 		var ids []string
 		for _, p := range md.Packages {
 			ids = append(ids, p.PackageID)

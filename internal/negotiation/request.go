@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/pyjson"
 	"github.com/modelcache/modelcache/metadata"
 )
@@ -38,7 +37,7 @@ type Request struct {
 	Device string
 	// ONNXExecutionProviders: nil or empty means auto-selection. Entries with
 	// Options never match an available provider (reference quirk Q3).
-	ONNXExecutionProviders []autoresolve.ExecutionProvider
+	ONNXExecutionProviders []ExecutionProvider
 	// AllowUntrustedPackages lets packages with trusted_source=false through.
 	AllowUntrustedPackages bool
 	// DisallowTRTEngineHostCode is the negation of the reference's
@@ -327,4 +326,24 @@ func ParseDevice(s string) (Device, error) {
 		d.Index, d.HasIndex = n, true
 	}
 	return d, nil
+}
+
+// ExecutionProvider is an ONNX Runtime execution provider: a bare name, or a
+// name with an options dict.
+type ExecutionProvider struct {
+	Name string
+	// Options nil means the bare name; otherwise [name, options] (pyjson values).
+	Options *pyjson.Object
+}
+
+// DefaultDevice is the loader's device when the caller names none: the
+// configured DEFAULT_DEVICE, else cuda when the runtime lists a GPU, else cpu.
+func DefaultDevice(configured string, rt Runtime) string {
+	if d := strings.TrimSpace(configured); d != "" {
+		return d
+	}
+	if len(rt.GPUDevices) > 0 {
+		return "cuda"
+	}
+	return "cpu"
 }

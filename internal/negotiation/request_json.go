@@ -5,7 +5,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
@@ -115,7 +114,7 @@ func stringOrList(v any) ([]string, error) {
 	return nil, fmt.Errorf("expected null, a string or a list of strings, got %s", pyTypeName(v))
 }
 
-func decodeProviders(v any) ([]autoresolve.ExecutionProvider, error) {
+func decodeProviders(v any) ([]ExecutionProvider, error) {
 	if v == nil {
 		return nil, nil
 	}
@@ -123,11 +122,11 @@ func decodeProviders(v any) ([]autoresolve.ExecutionProvider, error) {
 	if !ok {
 		return nil, fmt.Errorf("expected null or a list, got %s", pyTypeName(v))
 	}
-	out := make([]autoresolve.ExecutionProvider, 0, len(l))
+	out := make([]ExecutionProvider, 0, len(l))
 	for i, it := range l {
 		switch x := it.(type) {
 		case string:
-			out = append(out, autoresolve.ExecutionProvider{Name: x})
+			out = append(out, ExecutionProvider{Name: x})
 		case []any:
 			if len(x) != 2 {
 				return nil, fmt.Errorf("item %d: expected [name, {options}], got a list of %d", i, len(x))
@@ -137,7 +136,7 @@ func decodeProviders(v any) ([]autoresolve.ExecutionProvider, error) {
 			if !ok1 || !ok2 {
 				return nil, fmt.Errorf("item %d: expected [name, {options}]", i)
 			}
-			out = append(out, autoresolve.ExecutionProvider{Name: name, Options: opts})
+			out = append(out, ExecutionProvider{Name: name, Options: opts})
 		default:
 			return nil, fmt.Errorf("item %d: expected a name or [name, {options}], got %s", i, pyTypeName(it))
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/pep440"
 )
 
@@ -56,48 +55,6 @@ func (r Runtime) MarshalJSON() ([]byte, error) {
 		p.GPUDevicesCC = []string{}
 	}
 	return json.Marshal(p)
-}
-
-// Compatibility returns the auto-resolution key's runtime_compatibility
-// (on-disk-contract §8.1) for these facts. Versions are written in PEP 440
-// normal form when they parse, as given otherwise.
-func (r Runtime) Compatibility() autoresolve.RuntimeCompatibility {
-	norm := func(s *string) *string {
-		if s == nil {
-			return nil
-		}
-		if n, err := pep440.Normalize(*s); err == nil {
-			return &n
-		}
-		v := *s
-		return &v
-	}
-	ccs := make([]string, len(r.GPUDevicesCC))
-	for i, c := range r.GPUDevicesCC {
-		ccs[i] = *norm(&c)
-	}
-	var eps []string
-	if r.AvailableONNXExecutionProviders != nil {
-		eps = append([]string{}, r.AvailableONNXExecutionProviders...)
-	}
-	return autoresolve.RuntimeCompatibility{
-		GPUAvailable:                    r.GPUAvailable,
-		GPUDevices:                      append([]string{}, r.GPUDevices...),
-		GPUDevicesCC:                    ccs,
-		DriverVersion:                   norm(r.DriverVersion),
-		CUDAVersion:                     norm(r.CUDAVersion),
-		TRTVersion:                      norm(r.TRTVersion),
-		JetsonType:                      copyStr(r.JetsonType),
-		L4TVersion:                      norm(r.L4TVersion),
-		OSVersion:                       copyStr(r.OSVersion),
-		TorchAvailable:                  r.TorchAvailable,
-		TorchVersion:                    norm(r.TorchVersion),
-		TorchvisionVersion:              norm(r.TorchvisionVersion),
-		ONNXRuntimeVersion:              norm(r.ONNXRuntimeVersion),
-		AvailableONNXExecutionProviders: eps,
-		HFTransformersAvailable:         r.HFTransformersAvailable,
-		TRTPythonPackageAvailable:       r.TRTPythonPackageAvailable,
-	}
 }
 
 func copyStr(s *string) *string {

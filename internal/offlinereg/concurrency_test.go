@@ -29,7 +29,7 @@ func loadMeta(pkgID string) *metadata.ModelMetadata {
 			PackageID:    pkgID,
 			Backend:      metadata.BackendONNX,
 			Quantization: metadata.QuantizationFP32,
-			Artefacts:    []metadata.Artefact{{FileHandle: "weights.onnx", MD5Hash: &md5}},
+			Artifacts:    []metadata.Artifact{{FileHandle: "weights.onnx", MD5Hash: &md5}},
 		}},
 	}
 }

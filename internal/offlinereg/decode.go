@@ -152,7 +152,7 @@ func DecodePackage(o *pyjson.Object) (metadata.ModelPackage, error) {
 			if !ok1 || !ok2 {
 				return fail("artifact %s lacks a string file_handle or md5_hash", describe(a))
 			}
-			p.Artefacts = append(p.Artefacts, metadata.Artefact{FileHandle: handle, MD5Hash: &md5})
+			p.Artifacts = append(p.Artifacts, metadata.Artifact{FileHandle: handle, MD5Hash: &md5})
 		}
 	}
 

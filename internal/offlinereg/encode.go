@@ -14,8 +14,8 @@ import (
 // null), supported_device_types sorted. Callers drop packages with unhashed
 // artefacts before encoding; an unhashed artefact is encoded as null.
 func EncodePackage(p *metadata.ModelPackage) *pyjson.Object {
-	artifacts := make([]any, 0, len(p.Artefacts))
-	for _, a := range p.Artefacts {
+	artifacts := make([]any, 0, len(p.Artifacts))
+	for _, a := range p.Artifacts {
 		artifacts = append(artifacts, pyjson.ObjectOf(
 			"file_handle", a.FileHandle,
 			"md5_hash", strOrNil(a.MD5Hash),

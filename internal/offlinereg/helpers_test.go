@@ -73,7 +73,7 @@ type vecPackage struct {
 	TRTPackageDetails         *metadata.TRTPackageDetails         `json:"trt_package_details"`
 	ONNXPackageDetails        *metadata.ONNXPackageDetails        `json:"onnx_package_details"`
 	TorchScriptPackageDetails *metadata.TorchScriptPackageDetails `json:"torch_script_package_details"`
-	Artefacts                 []struct {
+	Artifacts                 []struct {
 		Kind        string  `json:"kind"`
 		FileHandle  string  `json:"file_handle"`
 		MD5Hash     *string `json:"md5_hash"`
@@ -168,8 +168,8 @@ func buildMetadata(t testing.TB, raw json.RawMessage) *metadata.ModelMetadata {
 		if vp.CacheModelID != nil {
 			p.CacheModelID = *vp.CacheModelID
 		}
-		for _, a := range vp.Artefacts {
-			p.Artefacts = append(p.Artefacts, metadata.Artefact{FileHandle: a.FileHandle, MD5Hash: a.MD5Hash, DownloadURL: a.DownloadURL})
+		for _, a := range vp.Artifacts {
+			p.Artifacts = append(p.Artifacts, metadata.Artifact{FileHandle: a.FileHandle, MD5Hash: a.MD5Hash, DownloadURL: a.DownloadURL})
 		}
 		m.Packages = append(m.Packages, p)
 	}

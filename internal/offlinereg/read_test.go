@@ -297,7 +297,7 @@ func TestWriterNormalizesAndNullsVersions(t *testing.T) {
 		ModelID: "v/1", ModelArchitecture: "a",
 		ModelDependencies: []metadata.ModelDependency{},
 		Packages: []metadata.ModelPackage{{
-			PackageID: "p", Backend: metadata.BackendTRT, Artefacts: []metadata.Artefact{{FileHandle: "e", MD5Hash: &md5}},
+			PackageID: "p", Backend: metadata.BackendTRT, Artifacts: []metadata.Artifact{{FileHandle: "e", MD5Hash: &md5}},
 			EnvironmentRequirements: &metadata.EnvironmentRequirements{Kind: metadata.MachineGPUServer, CUDADeviceCC: "8.09",
 				CUDADeviceName: "L4", DriverVersion: metadata.Str("R535"), CUDAVersion: metadata.Str("12.6.68-1"), TRTVersion: metadata.Str("v10.3.0.30")},
 			TorchScriptPackageDetails: &metadata.TorchScriptPackageDetails{TorchVersion: "latest", SupportedDeviceTypes: []string{"cuda", "cpu", "cuda"}},

@@ -116,7 +116,7 @@ func (r *Registry) attestedPackages(meta *metadata.ModelMetadata, proven string)
 	for i := range meta.Packages {
 		p := &meta.Packages[i]
 		var unhashed []string
-		for _, a := range p.Artefacts {
+		for _, a := range p.Artifacts {
 			if a.MD5Hash == nil {
 				unhashed = append(unhashed, a.FileHandle)
 			}

@@ -46,7 +46,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/internal/fsx"
+	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/internal/version"
 )
@@ -806,4 +808,18 @@ func intValue(v reflect.Value) int64 {
 		return int64(v.Uint())
 	}
 	return 0
+}
+
+// CachePath is where a load keeps the probe of this machine: <H>/.meta/xray.json,
+// or "" (no file: probe every time, write nothing) in offline mode or when
+// H is unusable.
+func CachePath(cfg config.Config) string {
+	if cfg.Offline {
+		return ""
+	}
+	home, err := layout.NewHome(cfg.Home)
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home.Meta(), "xray.json")
 }

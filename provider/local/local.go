@@ -149,14 +149,14 @@ func Load(ctx context.Context, dir string) (*Model, error) {
 	}
 	if man.PackageArtifacts != nil {
 		for _, a := range man.PackageArtifacts {
-			art := metadata.Artefact{FileHandle: a.FileHandle}
+			art := metadata.Artifact{FileHandle: a.FileHandle}
 			if a.MD5Hash != nil {
 				v := *a.MD5Hash
 				art.MD5Hash = &v
 			}
-			pkg.Artefacts = append(pkg.Artefacts, art)
+			pkg.Artifacts = append(pkg.Artifacts, art)
 		}
-	} else if pkg.Artefacts, err = listFiles(abs); err != nil {
+	} else if pkg.Artifacts, err = listFiles(abs); err != nil {
 		return nil, &InvalidDirError{Dir: abs, Reason: "cannot list files", Err: err}
 	}
 	md := &metadata.ModelMetadata{
@@ -191,8 +191,8 @@ func Load(ctx context.Context, dir string) (*Model, error) {
 // listFiles lists the directory's regular files as artefacts (handles with
 // '/'), skipping model_config.json, dotfiles, lock files and anything under
 // a dot-directory or model_dependencies/.
-func listFiles(dir string) ([]metadata.Artefact, error) {
-	var out []metadata.Artefact
+func listFiles(dir string) ([]metadata.Artifact, error) {
+	var out []metadata.Artifact
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -218,7 +218,7 @@ func listFiles(dir string) ([]metadata.Artefact, error) {
 		if layout.ValidateHandle(h) != nil {
 			return nil
 		}
-		out = append(out, metadata.Artefact{FileHandle: h})
+		out = append(out, metadata.Artifact{FileHandle: h})
 		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].FileHandle < out[j].FileHandle })

@@ -58,7 +58,7 @@ func TestHandWrittenPackagedBackend(t *testing.T) {
 		t.Fatalf("recommended %+v", p.RecommendedParameters)
 	}
 	var handles []string
-	for _, a := range p.Artefacts {
+	for _, a := range p.Artifacts {
 		handles = append(handles, a.FileHandle)
 		if a.MD5Hash != nil || a.DownloadURL != "" {
 			t.Fatalf("local listing has md5/url: %+v", a)
@@ -133,11 +133,11 @@ func TestCachePackageManifests(t *testing.T) {
 			t.Fatalf("%s: %v", e.Path, err)
 		}
 		p := m.Package()
-		if p.PackageID != pkgID || !m.Manifest.Complete() || len(p.Artefacts) != len(m.Manifest.PackageArtifacts) || m.Metadata.ModelID != *m.Manifest.CanonicalModelID {
+		if p.PackageID != pkgID || !m.Manifest.Complete() || len(p.Artifacts) != len(m.Manifest.PackageArtifacts) || m.Metadata.ModelID != *m.Manifest.CanonicalModelID {
 			t.Fatalf("%s: %+v", e.Path, p)
 		}
 		hashed := 0
-		for _, a := range p.Artefacts {
+		for _, a := range p.Artifacts {
 			if a.MD5Hash != nil {
 				hashed++
 			}

@@ -171,8 +171,8 @@ func TestSpecExampleTwoPages(t *testing.T) {
 	if onnx.Backend != metadata.BackendONNX || onnx.Quantization != metadata.QuantizationFP32 || !*onnx.DynamicBatchSizeSupported || onnx.StaticBatchSize != nil ||
 		onnx.ONNXPackageDetails.Opset != 19 || onnx.ONNXPackageDetails.IncompatibleProviders[0] != "TensorrtExecutionProvider" ||
 		!onnx.TrustedSource || onnx.PackageSource != metadata.SourcePlatform || onnx.ModelFeatures != nil || onnx.RecommendedParameters != nil ||
-		len(onnx.Artefacts) != 3 || *onnx.Artefacts[0].MD5Hash != "5d41402abc4b2a76b9719d911017c592" ||
-		onnx.Artefacts[0].DownloadURL != "https://storage.googleapis.com/rf-models/acme/7/weights.onnx?X-Goog-Signature=ab12" {
+		len(onnx.Artifacts) != 3 || *onnx.Artifacts[0].MD5Hash != "5d41402abc4b2a76b9719d911017c592" ||
+		onnx.Artifacts[0].DownloadURL != "https://storage.googleapis.com/rf-models/acme/7/weights.onnx?X-Goog-Signature=ab12" {
 		t.Fatalf("onnx package %+v", onnx)
 	}
 	l4 := md.Packages[1]
@@ -269,7 +269,7 @@ func TestInvalidPackagesAreSkippedWithWarning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(md.Packages) != 1 || md.Packages[0].PackageID != "good" || md.Packages[0].Artefacts[0].MD5Hash != nil {
+	if len(md.Packages) != 1 || md.Packages[0].PackageID != "good" || md.Packages[0].Artifacts[0].MD5Hash != nil {
 		t.Fatalf("want only the good package, got %+v", md.Packages)
 	}
 	out := logs.String()

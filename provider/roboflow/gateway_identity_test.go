@@ -35,7 +35,7 @@ func TestGatewayChangesUnhashedArtefactIdentity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u := md.Packages[0].Artefacts[0].DownloadURL
+		u := md.Packages[0].Artifacts[0].DownloadURL
 		// Normalize the per-test server address so identities are comparable.
 		return strings.ReplaceAll(u, srv.URL, "http://gw.local:8080")
 	}

@@ -138,7 +138,7 @@ func compareWithManifest(t *testing.T, md *metadata.ModelMetadata, p *metadata.M
 		rec = pyjson.ObjectOf("confidence", conf, "per_class_confidence", pcc)
 	}
 	eq("recommended_parameters", rec)
-	// Artefacts: same handles and MD5s (null MD5 = unhashed).
+	// Artifacts: same handles and MD5s (null MD5 = unhashed).
 	arts, _ := get("package_artifacts").([]any)
 	want := map[string]any{}
 	for _, a := range arts {
@@ -147,10 +147,10 @@ func compareWithManifest(t *testing.T, md *metadata.ModelMetadata, p *metadata.M
 		m, _ := ao.Get("md5_hash")
 		want[h.(string)] = m
 	}
-	if len(want) != len(p.Artefacts) {
-		t.Errorf("%s: %d artefacts, reference recorded %d", where, len(p.Artefacts), len(want))
+	if len(want) != len(p.Artifacts) {
+		t.Errorf("%s: %d artefacts, reference recorded %d", where, len(p.Artifacts), len(want))
 	}
-	for _, a := range p.Artefacts {
+	for _, a := range p.Artifacts {
 		m, ok := want[a.FileHandle]
 		if !ok || !pyjson.Equal(str(a.MD5Hash), m) {
 			t.Errorf("%s: artefact %s md5 %v, reference %v", where, a.FileHandle, str(a.MD5Hash), m)

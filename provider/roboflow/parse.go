@@ -190,7 +190,7 @@ func ParsePackage(o *pyjson.Object, gateway string) (*metadata.ModelPackage, err
 type entity struct {
 	packageID     string
 	manifest      *pyjson.Object
-	files         []metadata.Artefact
+	files         []metadata.Artifact
 	modelFeatures any
 	trusted       bool
 	recommended   *metadata.RecommendedParameters
@@ -223,14 +223,14 @@ func parseEntity(o *pyjson.Object, gateway string) (*entity, error) {
 	if !ok {
 		return nil, ferr(join(p, "packageFiles"), "expected a list, got %s", typeName(fv))
 	}
-	e.files = make([]metadata.Artefact, 0, len(fl))
+	e.files = make([]metadata.Artifact, 0, len(fl))
 	for i, f := range fl {
 		fp := fmt.Sprintf("%s.packageFiles[%d]", p, i)
 		fo, err := asObject(f, fp)
 		if err != nil {
 			return nil, err
 		}
-		var a metadata.Artefact
+		var a metadata.Artifact
 		if a.FileHandle, err = reqStr(fo, "fileHandle", fp); err != nil {
 			return nil, err
 		}
@@ -273,7 +273,7 @@ func parsePackage(o *pyjson.Object, gateway string) (*metadata.ModelPackage, Ski
 	mts, _ := mt.(string)
 	pkg := &metadata.ModelPackage{
 		PackageID:             e.packageID,
-		Artefacts:             e.files,
+		Artifacts:             e.files,
 		PackageSource:         metadata.SourcePlatform,
 		TrustedSource:         e.trusted,
 		ModelFeatures:         e.modelFeatures,

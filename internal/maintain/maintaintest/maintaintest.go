@@ -24,7 +24,6 @@ import (
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/cache"
-	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/maintain"
 	"github.com/modelcache/modelcache/internal/manifest"
 	"github.com/modelcache/modelcache/internal/materialize"
@@ -105,18 +104,19 @@ type Package struct {
 // Materialize writes p with the real store and returns its result.
 func (c *Cache) Materialize(p Package) *materialize.Result {
 	c.T.Helper()
-	var arts []layout.Artefact
+	var arts []metadata.Artifact
 	files := map[string][]byte{}
 	for h, b := range p.Files {
-		arts = append(arts, layout.Artefact{Kind: layout.ArtefactDownload, FileHandle: h, MD5: MD5(b), DownloadURL: "http://127.0.0.1:1/" + h})
+		sum := MD5(b)
+		arts = append(arts, metadata.Artifact{FileHandle: h, MD5Hash: &sum, DownloadURL: "http://127.0.0.1:1/" + h})
 		files[h] = b
 	}
 	for h, b := range p.Unhashed {
-		arts = append(arts, layout.Artefact{Kind: layout.ArtefactDownload, FileHandle: h, DownloadURL: "http://127.0.0.1:1/u/" + h})
+		arts = append(arts, metadata.Artifact{FileHandle: h, DownloadURL: "http://127.0.0.1:1/u/" + h})
 		files[h] = b
 	}
 	sort.Slice(arts, func(i, j int) bool { return arts[i].FileHandle < arts[j].FileHandle })
-	fetch := func(_ context.Context, a layout.Artefact) (io.ReadCloser, int64, error) {
+	fetch := func(_ context.Context, a metadata.Artifact) (io.ReadCloser, int64, error) {
 		b, ok := files[a.FileHandle]
 		if !ok {
 			return nil, 0, fmt.Errorf("no file %q", a.FileHandle)
@@ -125,7 +125,7 @@ func (c *Cache) Materialize(p Package) *materialize.Result {
 	}
 	arch, task, trusted, dyn := "yolov8", "object-detection", true, false
 	req := materialize.Request{
-		CacheOwner: p.ModelID, CanonicalModelID: p.ModelID, PackageID: p.PackageID, Artefacts: arts,
+		CacheOwner: p.ModelID, CanonicalModelID: p.ModelID, PackageID: p.PackageID, Artifacts: arts,
 		DownloadFilesWithoutHash: len(p.Unhashed) > 0, Dependencies: p.Deps,
 		Manifest: manifest.Spec{ModelArchitecture: &arch, TaskType: &task, BackendType: "onnx",
 			TrustedSource: &trusted, Quantization: "fp32", DynamicBatchSizeSupported: &dyn},
@@ -134,7 +134,7 @@ func (c *Cache) Materialize(p Package) *materialize.Result {
 	if p.NoManifest {
 		hooks.Construct = func(context.Context, string) error { return errStop }
 	}
-	res, err := c.C.Packages.Materialize(context.Background(), req, fetch, hooks)
+	res, err := c.C.Packages.Materialize(context.Background(), req, materialize.StreamSource(c.C.Blobs, fetch), hooks)
 	if p.NoManifest {
 		if err == nil {
 			c.T.Fatal("materialize: construct hook did not stop it")
@@ -155,7 +155,7 @@ var errStop = fmt.Errorf("construction stopped by the test")
 func (c *Cache) Register(requestedID string, res *materialize.Result) string {
 	c.T.Helper()
 	r := autoresolve.NewRequest(requestedID, "cpu")
-	r.RuntimeCompatibility.OSVersion = &res.PackageDir // any distinct value keys distinct entries
+	r.Runtime.OSVersion = &res.PackageDir // any distinct value keys distinct entries
 	key, _, err := autoresolve.Key(r)
 	if err != nil {
 		c.T.Fatal(err)
@@ -186,7 +186,7 @@ func (c *Cache) Record(modelID, alias string, pkgs ...Package) {
 		sort.Strings(handles)
 		for _, h := range handles {
 			sum := MD5(p.Files[h])
-			mp.Artefacts = append(mp.Artefacts, metadata.Artefact{FileHandle: h, MD5Hash: &sum})
+			mp.Artifacts = append(mp.Artifacts, metadata.Artifact{FileHandle: h, MD5Hash: &sum})
 		}
 		if p.ModelID != modelID {
 			mp.CacheModelID = p.ModelID
