@@ -33,6 +33,7 @@ type exampleServer struct {
 	metadata atomic.Int64
 	files    atomic.Int64
 	fail     atomic.Value // string: a path substring answered with 500
+	status   atomic.Int64 // when set, every metadata request is answered with it
 }
 
 func serveExamples(t testing.TB) *exampleServer {
@@ -55,6 +56,10 @@ func serveExamples(t testing.TB) *exampleServer {
 		}
 		if strings.HasPrefix(r.URL.Path, "/models/") {
 			es.metadata.Add(1)
+			if st := es.status.Load(); st != 0 {
+				http.Error(w, "injected status", int(st))
+				return
+			}
 		} else if strings.HasPrefix(r.URL.Path, "/files/") {
 			es.files.Add(1)
 		}
@@ -83,11 +88,16 @@ func openCache(t testing.TB, home string) *cache.Cache {
 	return c
 }
 
-func newClient(t testing.TB, home, apiHost string, opts ...modelcache.Option) *modelcache.Client {
-	t.Helper()
+func newConfig(home, apiHost string) config.Config {
 	cfg := config.Default()
 	cfg.Home = home
 	cfg.APIHost = apiHost
+	return cfg
+}
+
+func newClient(t testing.TB, home, apiHost string, opts ...modelcache.Option) *modelcache.Client {
+	t.Helper()
+	cfg := newConfig(home, apiHost)
 	c, err := modelcache.New(cfg, append([]modelcache.Option{modelcache.WithRuntime(cpuRuntime())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)

@@ -72,12 +72,19 @@ func (e *InvalidDirError) Error() string {
 	return s
 }
 
+// Unwrap classifies the error: a directory that does not exist is
+// provider.ErrModelNotFound, anything else a corrupt package.
 func (e *InvalidDirError) Unwrap() []error {
+	if e.Reason == reasonCannotOpen && errors.Is(e.Err, fs.ErrNotExist) {
+		return []error{provider.ErrModelNotFound, e.Err}
+	}
 	if e.Err != nil {
 		return []error{errdefs.ErrCorruptPackage, e.Err}
 	}
 	return []error{errdefs.ErrCorruptPackage}
 }
+
+const reasonCannotOpen = "cannot open"
 
 // Load reads dir/model_config.json and describes the directory.
 func Load(ctx context.Context, dir string) (*Model, error) {
@@ -87,7 +94,7 @@ func Load(ctx context.Context, dir string) (*Model, error) {
 	}
 	st, err := os.Stat(abs)
 	if err != nil {
-		return nil, &InvalidDirError{Dir: abs, Reason: "cannot open", Err: err}
+		return nil, &InvalidDirError{Dir: abs, Reason: reasonCannotOpen, Err: err}
 	}
 	if !st.IsDir() {
 		return nil, &InvalidDirError{Dir: abs, Reason: "not a directory"}

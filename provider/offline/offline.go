@@ -78,7 +78,7 @@ func (p *Provider) ModelMetadata(ctx context.Context, req provider.Request) (*me
 
 // NotAvailableError: the offline-weights registry cannot serve the model
 // (no record, or its packages are incomplete on disk). It wraps
-// errdefs.ErrOffline.
+// errdefs.ErrOffline, and provider.ErrModelNotFound when there is no record.
 type NotAvailableError struct {
 	ModelID string
 	// Incomplete describes each recorded package that is not complete.
@@ -93,4 +93,9 @@ func (e *NotAvailableError) Error() string {
 		e.ModelID, strings.Join(e.Incomplete, "; "), e.ModelID)
 }
 
-func (e *NotAvailableError) Unwrap() error { return errdefs.ErrOffline }
+func (e *NotAvailableError) Unwrap() []error {
+	if len(e.Incomplete) == 0 {
+		return []error{errdefs.ErrOffline, provider.ErrModelNotFound}
+	}
+	return []error{errdefs.ErrOffline}
+}
