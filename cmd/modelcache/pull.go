@@ -8,10 +8,10 @@ import (
 	"net"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
@@ -19,71 +19,27 @@ import (
 	"github.com/modelcache/modelcache/registry"
 )
 
-// loadFlags are the from_pretrained parameters shared by pull (and resolve).
+// loadFlags are pull's load arguments: the negotiation flags resolve has
+// too, plus what only a load needs.
 type loadFlags struct {
-	backends      []string
-	batch         string
-	quantization  []string
-	device        string
-	onnxProviders string
-	packageID     string
-	untrusted     bool
-	unhashed      bool
-	noResolution  bool
-	runtimeFile   string
+	negotiationFlags
+	unhashed     bool
+	noResolution bool
 }
 
-func (f *loadFlags) register(cmd *cobra.Command) {
-	fl := cmd.Flags()
-	fl.StringArrayVar(&f.backends, "backend", nil, "allowed backend (onnx, trt, torch, torch-script, hugging-face, …); repeatable")
-	fl.StringVar(&f.batch, "batch-size", "", "batch size N, or a range MIN-MAX")
-	fl.StringArrayVar(&f.quantization, "quantization", nil, "allowed quantization (fp32, fp16, bf16, int8); repeatable")
-	fl.StringVar(&f.device, "device", "", "device: cpu, cuda, cuda:0, mps (default: DEFAULT_DEVICE, else cuda when a GPU is seen, else cpu)")
-	fl.StringVar(&f.onnxProviders, "onnx-providers", "", "ONNX Runtime execution providers in order, comma-separated")
-	fl.StringVar(&f.packageID, "package-id", "", "load exactly this package (no negotiation)")
-	fl.BoolVar(&f.untrusted, "allow-untrusted", false, "accept packages not from a trusted source")
-	fl.BoolVar(&f.unhashed, "allow-unhashed", false, "download files the provider gives no MD5 for (download_files_without_hash)")
-	fl.BoolVar(&f.noResolution, "no-resolution-cache", false, "neither read nor write the auto-resolution cache")
-	fl.StringVar(&f.runtimeFile, "runtime", "", "negotiate for the runtime described in this JSON file instead of this machine")
+func (f *loadFlags) register(fs *pflag.FlagSet) {
+	f.negotiationFlags.register(fs)
+	fs.BoolVar(&f.unhashed, "allow-unhashed", false, "download files the provider gives no MD5 for (download_files_without_hash)")
+	fs.BoolVar(&f.noResolution, "no-resolution-cache", false, "neither read nor write the auto-resolution cache")
 }
 
-func (f *loadFlags) options() ([]modelcache.LoadOption, error) {
-	var o []modelcache.LoadOption
-	if len(f.backends) > 0 {
-		o = append(o, modelcache.WithBackends(f.backends...))
+// options turns the flags into load options.
+func (f *loadFlags) options(fs *pflag.FlagSet, cfg *config.Config) ([]modelcache.LoadOption, error) {
+	req, deviceSet, err := f.request(fs, cfg)
+	if err != nil {
+		return nil, err
 	}
-	if f.batch != "" {
-		lo, hi, isRange, err := parseBatch(f.batch)
-		if err != nil {
-			return nil, err
-		}
-		if isRange {
-			o = append(o, modelcache.WithBatchSizeRange(lo, hi))
-		} else {
-			o = append(o, modelcache.WithBatchSize(lo))
-		}
-	}
-	if len(f.quantization) > 0 {
-		o = append(o, modelcache.WithQuantization(f.quantization...))
-	}
-	if f.device != "" {
-		o = append(o, modelcache.WithDevice(f.device))
-	}
-	if f.onnxProviders != "" {
-		var names []string
-		for _, n := range strings.Split(f.onnxProviders, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				names = append(names, n)
-			}
-		}
-		o = append(o, modelcache.WithONNXExecutionProviders(names...))
-	}
-	if f.packageID != "" {
-		o = append(o, modelcache.WithPackageID(f.packageID))
-	}
-	if f.untrusted {
-		o = append(o, modelcache.AllowUntrustedPackages())
-	}
+	o := []modelcache.LoadOption{modelcache.WithNegotiationRequest(req, deviceSet)}
 	if f.unhashed {
 		o = append(o, modelcache.AllowFilesWithoutHash())
 	}
@@ -91,35 +47,6 @@ func (f *loadFlags) options() ([]modelcache.LoadOption, error) {
 		o = append(o, modelcache.WithoutAutoResolutionCache())
 	}
 	return o, nil
-}
-
-// clientOptions returns --runtime as a client option.
-func (f *loadFlags) clientOptions() ([]modelcache.Option, error) {
-	if f.runtimeFile == "" {
-		return nil, nil
-	}
-	rt, err := readRuntimeFile(f.runtimeFile)
-	if err != nil {
-		return nil, err
-	}
-	return []modelcache.Option{modelcache.WithRuntime(rt)}, nil
-}
-
-func parseBatch(s string) (lo, hi int, isRange bool, err error) {
-	bad := fmt.Errorf("--batch-size %q: want N or MIN-MAX with positive integers", s)
-	if a, b, ok := strings.Cut(s, "-"); ok {
-		lo, err1 := strconv.Atoi(a)
-		hi, err2 := strconv.Atoi(b)
-		if err1 != nil || err2 != nil || lo < 1 || hi < lo {
-			return 0, 0, false, bad
-		}
-		return lo, hi, true, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return 0, 0, false, bad
-	}
-	return n, n, false, nil
 }
 
 func newPullCmd(cfg *config.Config) *cobra.Command {
@@ -151,11 +78,11 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 				defer stop()
 				run.APIHost = url
 			}
-			lopts, err := lf.options()
+			lopts, err := lf.options(cmd.Flags(), &run)
 			if err != nil {
 				return err
 			}
-			copts, err := lf.clientOptions()
+			copts, _, err := lf.clientOptions()
 			if err != nil {
 				return err
 			}
@@ -175,7 +102,7 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 			return writePackageText(cmd.OutOrStdout(), pkg)
 		},
 	}
-	lf.register(cmd)
+	lf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().StringVar(&serveDir, "serve-registry", "", "serve this registry directory on loopback for the duration of the command and load from it")
 	return cmd

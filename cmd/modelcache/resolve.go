@@ -20,19 +20,12 @@ import (
 	"github.com/modelcache/modelcache/provider"
 )
 
-// resolveFlags are the command-line negotiation arguments.
+// resolveFlags are resolve's flags: the shared negotiation arguments plus
+// the output form.
 type resolveFlags struct {
-	backends      []string
-	batch         string
-	quantizations []string
-	device        string
-	onnxProviders string
-	packageID     string
-	allowUntrust  bool
-	runtimeFile   string
-	requestFile   string
-	explain       bool
-	asJSON        bool
+	negotiationFlags
+	explain bool
+	asJSON  bool
 }
 
 // errNothingSelected makes resolve exit non-zero after printing its result.
@@ -65,15 +58,7 @@ func newResolveCmd(cfg *config.Config) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&fl.backends, "backend", nil, "allowed backend (repeatable or comma-separated): trt, onnx, torch, hugging-face, torch-script, ultralytics, custom")
-	f.StringVar(&fl.batch, "batch-size", "", "requested batch size N or range MIN-MAX")
-	f.StringArrayVar(&fl.quantizations, "quantization", nil, "allowed quantization (repeatable or comma-separated): fp32, fp16, bf16, int8, unknown (default: by device)")
-	f.StringVar(&fl.device, "device", "", "torch device: cpu, cuda, cuda:N, mps (default: DEFAULT_DEVICE, else cuda with a GPU, else cpu)")
-	f.StringVar(&fl.onnxProviders, "onnx-providers", "", "ONNX execution providers to use, comma-separated, primary first (default: auto)")
-	f.StringVar(&fl.packageID, "package-id", "", "select this package id (skips every filter but trust)")
-	f.BoolVar(&fl.allowUntrust, "allow-untrusted", false, "accept packages not marked as trusted")
-	f.StringVar(&fl.runtimeFile, "runtime", "", "runtime JSON file replacing this host's x-ray (modelcache xray --json writes one)")
-	f.StringVar(&fl.requestFile, "request", "", "request JSON file (compat/NEGOTIATION.md schema); flags override it")
+	fl.register(f)
 	f.BoolVar(&fl.explain, "explain", false, "print every package with its verdict, reason and rank")
 	f.BoolVar(&fl.asJSON, "json", false, "print the result as JSON")
 	return cmd
@@ -112,21 +97,15 @@ type resolveError struct {
 func runResolve(cmd *cobra.Command, cfg *config.Config, modelID string, fl *resolveFlags) error {
 	ctx := cmd.Context()
 	logger := loggerFrom(ctx)
-	req, deviceSet, err := buildRequest(cmd, cfg, fl)
+	req, deviceSet, err := fl.request(cmd.Flags(), cfg)
 	if err != nil {
 		return err
 	}
-	copts := []modelcache.Option{modelcache.WithLogger(logger)}
-	runtimeSrc := "x-ray of this host"
-	if fl.runtimeFile != "" {
-		rt, err := readRuntimeFile(fl.runtimeFile)
-		if err != nil {
-			return err
-		}
-		copts = append(copts, modelcache.WithRuntime(rt))
-		runtimeSrc = fl.runtimeFile
+	copts, runtimeSrc, err := fl.clientOptions()
+	if err != nil {
+		return err
 	}
-	client, err := modelcache.New(*cfg, copts...)
+	client, err := modelcache.New(*cfg, append(copts, modelcache.WithLogger(logger))...)
 	if err != nil {
 		return err
 	}
@@ -201,85 +180,6 @@ func candidate(v negotiation.Verdict, withKey bool) resolveCandidate {
 		c.RankKey = v.Key
 	}
 	return c
-}
-
-// buildRequest merges --request FILE with the flags; deviceSet reports
-// whether the request chose the device (possibly None: "device": null).
-func buildRequest(cmd *cobra.Command, cfg *config.Config, fl *resolveFlags) (negotiation.Request, bool, error) {
-	var req negotiation.Request
-	deviceSet := false
-	if fl.requestFile != "" {
-		b, err := os.ReadFile(fl.requestFile)
-		if err != nil {
-			return req, false, fmt.Errorf("--request: %w", err)
-		}
-		if req, err = negotiation.DecodeRequest(b); err != nil {
-			return req, false, fmt.Errorf("--request %s: %w", fl.requestFile, err)
-		}
-		var keys map[string]json.RawMessage
-		if json.Unmarshal(b, &keys) == nil {
-			_, deviceSet = keys["device"]
-		}
-	}
-	f := cmd.Flags()
-	if f.Changed("backend") {
-		req.Backends = splitList(fl.backends)
-	}
-	if f.Changed("quantization") {
-		req.Quantization = splitList(fl.quantizations)
-	}
-	if f.Changed("batch-size") {
-		req.BatchSize = parseBatchFlag(fl.batch)
-	}
-	if f.Changed("device") {
-		req.Device, deviceSet = fl.device, fl.device != ""
-	}
-	if f.Changed("onnx-providers") {
-		req.ONNXExecutionProviders = nil
-		for _, name := range splitList([]string{fl.onnxProviders}) {
-			req.ONNXExecutionProviders = append(req.ONNXExecutionProviders, negotiation.ExecutionProvider{Name: name})
-		}
-	}
-	if f.Changed("package-id") {
-		id := fl.packageID
-		req.ModelPackageID = &id
-	}
-	if f.Changed("allow-untrusted") {
-		req.AllowUntrustedPackages = fl.allowUntrust
-	}
-	req.EnvONNXExecutionProviders = negotiation.ParseEnvONNXExecutionProviders(cfg.ONNXExecutionProviders)
-	return req, deviceSet, nil
-}
-
-// splitList flattens repeated and comma-separated values; an empty value
-// yields an empty (non-nil) list, which requests the empty set.
-func splitList(values []string) []string {
-	out := []string{}
-	for _, v := range values {
-		for _, item := range strings.Split(v, ",") {
-			if item = strings.TrimSpace(item); item != "" {
-				out = append(out, item)
-			}
-		}
-	}
-	return out
-}
-
-// parseBatchFlag reads N or MIN-MAX; anything else is passed on as a string
-// so that negotiation reports it (InvalidRequestedBatchSizeError).
-func parseBatchFlag(s string) *negotiation.BatchSize {
-	s = strings.TrimSpace(s)
-	if lo, hi, ok := strings.Cut(s, "-"); ok && lo != "" {
-		a, err1 := strconv.Atoi(strings.TrimSpace(lo))
-		b, err2 := strconv.Atoi(strings.TrimSpace(hi))
-		if err1 == nil && err2 == nil {
-			return negotiation.BatchSizeRange(a, b)
-		}
-	}
-	if n, err := strconv.Atoi(s); err == nil {
-		return negotiation.ExactBatchSize(n)
-	}
-	return negotiation.RawBatchSize(s)
 }
 
 func readRuntimeFile(path string) (negotiation.Runtime, error) {
