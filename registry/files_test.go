@@ -222,7 +222,7 @@ func TestHealthzAndMetrics(t *testing.T) {
 	}
 	// A request is counted after its response is written: poll briefly.
 	var missing []string
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		_, m := get(t, ts.URL+"/metrics", nil)
 		missing = missing[:0]
 		for _, want := range wants {
@@ -294,7 +294,18 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	time.Sleep(50 * time.Millisecond)
+	// Shutdown has begun once the server refuses new connections; only then
+	// is the rest of the in-flight body read.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the server still accepts connections 30 s after cancel")
+		}
+	}
 	rest, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil || md5hex(append(head, rest...)) != sum {
@@ -305,7 +316,7 @@ func TestGracefulShutdown(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Serve did not return after cancel")
 	}
 	if _, err := http.Get(base + "/healthz"); err == nil {

@@ -345,14 +345,23 @@ func TestWaitReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := lockAsync(l, path)
-	time.Sleep(200 * time.Millisecond)
+	// Hold the lock until the waiter has reported twice (however long that
+	// takes on a busy machine), then let it through.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(reports)
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d wait reports in 30 s, want >= 2", n)
+		}
+	}
 	h.Unlock()
 	expectAcquired(t, ch).Unlock()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(reports) < 2 {
-		t.Fatalf("got %d reports, want >= 2", len(reports))
-	}
 	r := reports[len(reports)-1]
 	if r.Path != path || r.Waited <= 0 || !r.HeldInProcess || r.Held <= 0 {
 		t.Fatalf("bad report %+v", r)
