@@ -49,10 +49,15 @@ func (o *loadOptions) forDependency(packageID *string) loadOptions {
 	return d
 }
 
+// NegotiationRequest is every negotiation argument of a load (backends,
+// batch size, quantization, device, ONNX execution providers, package id,
+// trust, NMS fusion), the request document of compat/NEGOTIATION.md.
+type NegotiationRequest = negotiation.Request
+
 // WithNegotiationRequest sets every negotiation argument at once (a request
 // document in the NEGOTIATION.md schema); later options override its fields.
 // deviceGiven tells whether req.Device was chosen ("" then means device=None).
-func WithNegotiationRequest(req negotiation.Request, deviceGiven bool) LoadOption {
+func WithNegotiationRequest(req NegotiationRequest, deviceGiven bool) LoadOption {
 	return func(o *loadOptions) { o.neg, o.deviceGiven = req, deviceGiven }
 }
 
