@@ -186,18 +186,29 @@ func (c *Client) loadPackage(ctx context.Context, modelID string, md *metadata.M
 	req := materialize.RequestFor(md, mp, o.withoutHash, links)
 	req.LockTimeout = o.lockTimeout
 	src := c.source(c.urlRefresher(modelID, mp.PackageID, p, o))
+	var warnings []string
 	hooks := materialize.Hooks{Published: func(ctx context.Context, r *materialize.Result) error {
 		if !useCache || c.cfg.Offline {
 			return nil
 		}
-		return c.cache.Resolutions.Register(ctx, p.key,
+		// The package is complete once its manifest is written: failing to
+		// record the decision (a full disk) costs the next load a provider
+		// request, not this load its result.
+		err := c.cache.Resolutions.Register(ctx, p.key,
 			autoresolve.ResolutionFor(modelID, md, mp, req.CacheOwner, r.ResolvedFiles, r.Spec.TrustedSource, p.apiKey))
+		if err != nil {
+			c.log.Warn("package loaded, but the auto-resolution decision was not cached; the next load asks the provider again",
+				"model_id", modelID, "package_id", mp.PackageID, "err", err)
+			warnings = append(warnings, "auto-resolution decision not cached: "+err.Error())
+		}
+		return nil
 	}}
 	res, err := c.cache.Packages.Materialize(ctx, req, src, hooks)
 	if err != nil {
 		return nil, err
 	}
 	pkg := specPackage(modelID, res.PackageDir, &res.Spec, mp.PackageID)
+	pkg.Warnings = warnings
 	pkg.RecommendedParameters = res.Spec.RecommendedParameters
 	moved.add(src.transfer())
 	pkg.Dependencies, pkg.Transfer = deps, moved

@@ -390,3 +390,36 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A package whose blobs and manifest are complete is a success even when
+// only its auto-resolution entry cannot be written (here: a directory sits
+// at the entry's name, as a full disk would refuse the write): the load
+// returns the package with a warning, and the next load asks the provider.
+func TestLoadSucceedsWhenOnlyTheEntryCannotBeWritten(t *testing.T) {
+	ctx := context.Background()
+	es := serveExamples(t)
+	home := t.TempDir()
+	c := newClient(t, home, es.URL)
+	res, err := c.Resolve(ctx, "parcel-det")
+	if err != nil || res.Key == "" {
+		t.Fatalf("resolve: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, "auto-resolution-cache", res.Key+".json", "blocker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := c.Load(ctx, "parcel-det")
+	if err != nil {
+		t.Fatalf("a complete package was reported as a failure: %v", err)
+	}
+	if len(pkg.Warnings) != 1 || !strings.Contains(pkg.Warnings[0], "not cached") {
+		t.Fatalf("warnings %q", pkg.Warnings)
+	}
+	if _, err := openCache(t, home).Packages.VerifyPackage(ctx, pkg.Dir); err != nil {
+		t.Fatal(err)
+	}
+	m := es.metadata.Load()
+	again, err := c.Load(ctx, "parcel-det")
+	if err != nil || again.FromCache || es.metadata.Load() != m+1 {
+		t.Fatalf("second load: %v, from cache %v", err, again != nil && again.FromCache)
+	}
+}

@@ -40,6 +40,9 @@ type Package struct {
 	Transfer Transfer
 	// Report is the negotiation report (nil on a cache hit or a local dir).
 	Report *Report
+	// Warnings are problems that did not fail the load (the decision could
+	// not be cached, …), one line each.
+	Warnings []string
 }
 
 // Report is a negotiation outcome: every announced package with its

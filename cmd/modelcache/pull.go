@@ -147,12 +147,14 @@ type packageJSON struct {
 	FromCache        bool                    `json:"from_cache"`
 	Candidates       []string                `json:"ranked_packages"`
 	Dependencies     map[string]*packageJSON `json:"dependencies"`
+	Warnings         []string                `json:"warnings"`
 }
 
 func toJSON(p *modelcache.Package) *packageJSON {
 	out := &packageJSON{ModelID: p.ModelID, CanonicalModelID: p.CanonicalModelID, PackageID: p.PackageID,
 		Backend: p.Backend, Quantization: p.Quantization, BatchSize: p.BatchSize, Architecture: p.Architecture,
-		TaskType: p.TaskType, Dir: p.Dir, Files: p.Files, FromCache: p.FromCache, Dependencies: map[string]*packageJSON{}}
+		TaskType: p.TaskType, Dir: p.Dir, Files: p.Files, FromCache: p.FromCache, Dependencies: map[string]*packageJSON{},
+		Warnings: append([]string{}, p.Warnings...)}
 	if p.Report != nil {
 		out.Candidates = p.Report.Selected
 	}
@@ -196,6 +198,9 @@ func writePackageText(w io.Writer, p *modelcache.Package) error {
 	fmt.Fprintf(w, "files     %s\n", strings.Join(handles, ", "))
 	for n, d := range p.Dependencies {
 		fmt.Fprintf(w, "depends   %s: %s/%s (%s)\n", n, d.ModelID, d.PackageID, d.Dir)
+	}
+	for _, warning := range p.Warnings {
+		fmt.Fprintf(w, "warning   %s\n", warning)
 	}
 	return nil
 }
