@@ -13,14 +13,18 @@ import (
 	"syscall"
 
 	"github.com/modelcache/modelcache/config"
+	"github.com/modelcache/modelcache/internal/textsafe"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run returns the exit status; main only exits, so deferred cleanups run first.
-func run(args []string, stderr io.Writer) int {
+// Everything a command prints goes through textsafe: text from a weights
+// provider never reaches the terminal with its control characters.
+func run(args []string, stdout, stderr io.Writer) int {
+	stdout, stderr = textsafe.Writer(stdout), textsafe.Writer(stderr)
 	// The environment is read once, here, and passed down (on-disk-contract §1.1).
 	cfg, err := config.Load()
 	if err != nil {
@@ -32,6 +36,7 @@ func run(args []string, stderr io.Writer) int {
 
 	root := newRootCmd(&cfg)
 	root.SetArgs(args)
+	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "modelcache: "+oneLine(err))
