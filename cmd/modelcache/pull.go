@@ -16,6 +16,7 @@ import (
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/internal/download"
+	"github.com/modelcache/modelcache/internal/textsafe"
 	"github.com/modelcache/modelcache/registry"
 )
 
@@ -171,9 +172,10 @@ func writePackageJSON(w io.Writer, p *modelcache.Package) error {
 }
 
 func writePackageText(w io.Writer, p *modelcache.Package) error {
-	model := p.ModelID
+	q := textsafe.String // a provider's strings stay on their line
+	model := q(p.ModelID)
 	if p.CanonicalModelID != "" && p.CanonicalModelID != p.ModelID {
-		model += " → " + p.CanonicalModelID
+		model += " → " + q(p.CanonicalModelID)
 	}
 	how := "downloaded and verified"
 	if p.FromCache {
@@ -184,23 +186,23 @@ func writePackageText(w io.Writer, p *modelcache.Package) error {
 		batch = "batch size not declared"
 	}
 	fmt.Fprintf(w, "model     %s\n", model)
-	fmt.Fprintf(w, "package   %s (%s, %s, %s)\n", p.PackageID, p.Backend, p.Quantization, batch)
+	fmt.Fprintf(w, "package   %s (%s, %s, %s)\n", q(p.PackageID), q(p.Backend), q(p.Quantization), q(batch))
 	if p.Report != nil && len(p.Report.Selected) > 1 {
-		fmt.Fprintf(w, "ranked    %s\n", strings.Join(p.Report.Selected, " > "))
+		fmt.Fprintf(w, "ranked    %s\n", q(strings.Join(p.Report.Selected, " > ")))
 	}
 	fmt.Fprintf(w, "source    %s\n", how)
-	fmt.Fprintf(w, "dir       %s\n", p.Dir)
+	fmt.Fprintf(w, "dir       %s\n", q(p.Dir))
 	handles := make([]string, 0, len(p.Files))
 	for h := range p.Files {
-		handles = append(handles, h)
+		handles = append(handles, q(h))
 	}
 	sort.Strings(handles)
 	fmt.Fprintf(w, "files     %s\n", strings.Join(handles, ", "))
 	for n, d := range p.Dependencies {
-		fmt.Fprintf(w, "depends   %s: %s/%s (%s)\n", n, d.ModelID, d.PackageID, d.Dir)
+		fmt.Fprintf(w, "depends   %s: %s/%s (%s)\n", q(n), q(d.ModelID), q(d.PackageID), q(d.Dir))
 	}
 	for _, warning := range p.Warnings {
-		fmt.Fprintf(w, "warning   %s\n", warning)
+		fmt.Fprintf(w, "warning   %s\n", q(warning))
 	}
 	return nil
 }
