@@ -101,3 +101,37 @@ func FuzzHandlePath(f *testing.F) {
 		}
 	})
 }
+
+func FuzzPackageID(f *testing.F) {
+	var ids []struct {
+		ID    string `json:"package_id"`
+		Valid bool   `json:"valid"`
+	}
+	if err := json.Unmarshal(compat.Section(f, "package_id"), &ids); err != nil {
+		f.Fatal(err)
+	}
+	for _, r := range ids {
+		f.Add(r.ID)
+	}
+	home := Home{Root: "/srv/cache"}
+	f.Fuzz(func(t *testing.T, id string) {
+		err := ValidatePackageID(id)
+		p, perr := home.PackageDir("ws/m/1", id)
+		l, lerr := home.MaterializationLockPath("ws/m/1", id)
+		if err != nil {
+			if perr == nil || lerr == nil {
+				t.Fatalf("invalid package id %q (%v) gave paths %q, %q", id, err, p, l)
+			}
+			return
+		}
+		for i := 0; i < len(id); i++ {
+			c := id[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+				t.Fatalf("valid package id %q holds %q", id, c)
+			}
+		}
+		if perr != nil || lerr != nil || !within(home.ModelsCache(), p) || !within(home.ModelsCache(), l) {
+			t.Fatalf("package id %q: %q %v, %q %v", id, p, perr, l, lerr)
+		}
+	})
+}

@@ -73,7 +73,7 @@ type goldenCase struct {
 
 func (c *goldenCase) has(tag string) bool { return slices.Contains(c.Tags, tag) }
 
-func loadGolden(t *testing.T) goldenFile {
+func loadGolden(t testing.TB) goldenFile {
 	t.Helper()
 	var f goldenFile
 	compat.Load(t, "negotiation-cases.json", &f)
