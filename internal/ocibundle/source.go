@@ -143,6 +143,9 @@ func (b *Bundle) scanTar() (layoutData, indexData []byte, err error) {
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
+			if err := b.checkEndMarker(); err != nil {
+				return nil, nil, err
+			}
 			break
 		}
 		if err != nil {
@@ -215,6 +218,34 @@ func (b *Bundle) scanTar() (layoutData, indexData []byte, err error) {
 		}
 	}
 	return layoutData, indexData, nil
+}
+
+// checkEndMarker requires the two zero blocks that end a tar archive right
+// before the reader's position: the tar reader also reports a clean end
+// when the file stops at a member boundary, or inside padding it skips by
+// seeking.
+func (b *Bundle) checkEndMarker() error {
+	pos, err := b.file.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	fi, err := b.file.Stat()
+	if err != nil {
+		return err
+	}
+	marker := make([]byte, 1024)
+	if pos < 1024 || pos > fi.Size() {
+		return &EntryError{Entry: b.Path, Err: ErrTruncated, Detail: "the archive ends without its end-of-archive marker; copy it again"}
+	}
+	if _, err := b.file.ReadAt(marker, pos-1024); err != nil {
+		return err
+	}
+	for _, c := range marker {
+		if c != 0 {
+			return &EntryError{Entry: b.Path, Err: ErrTruncated, Detail: "the archive ends without its end-of-archive marker; copy it again"}
+		}
+	}
+	return nil
 }
 
 func truncated(err error, path string) error {
