@@ -17,6 +17,7 @@ import (
 	"github.com/modelcache/modelcache/internal/manifest"
 	"github.com/modelcache/modelcache/internal/offlinereg"
 	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // Ref names one package of a cache to export.
@@ -27,6 +28,10 @@ type Ref struct {
 	// Aliases are ids the model was requested by; the canonical id is
 	// dropped from them.
 	Aliases []string
+	// Metadata, if set, is the provider's current metadata of the model;
+	// it is used when it announces the package with the files the cache
+	// holds (MetadataFromProvider).
+	Metadata *metadata.ModelMetadata
 }
 
 // Package is one package ready to be written as an OCI artifact.
@@ -114,7 +119,9 @@ func (col *collector) collect(ctx context.Context, r Ref) (*Package, []Ref, erro
 		return nil, nil, err
 	}
 	doc.Aliases = sortedUnique(append(aliases, r.Aliases...), canonical)
-	if payload != nil {
+	if pm, pp := fromProvider(r.Metadata, m, r.PackageID); pp != nil {
+		doc.MetadataSource, doc.Model, doc.Package = MetadataFromProvider, pm, pp
+	} else if payload != nil {
 		doc.MetadataSource, doc.Model, doc.Package = MetadataFromRegistry, model, payload
 	} else {
 		rm, rp := reconstruct(m, r.PackageID)
@@ -144,6 +151,28 @@ func (col *collector) collect(ctx context.Context, r Ref) (*Package, []Ref, erro
 		p.Layers = append(p.Layers, l)
 	}
 	return p, deps, nil
+}
+
+// fromProvider encodes the provider's metadata of the package when it
+// announces exactly the files (handles and MD5s) the cached package has.
+func fromProvider(md *metadata.ModelMetadata, m *manifest.Manifest, packageID string) (model, payload *pyjson.Object) {
+	if md == nil || md.ModelID != *m.CanonicalModelID {
+		return nil, nil
+	}
+	p, ok := md.Package(packageID)
+	if !ok || len(p.Artefacts) != len(m.PackageArtifacts) {
+		return nil, nil
+	}
+	have := map[string]string{}
+	for _, a := range m.PackageArtifacts {
+		have[a.FileHandle] = *a.MD5Hash
+	}
+	for _, a := range p.Artefacts {
+		if a.MD5Hash == nil || have[a.FileHandle] != *a.MD5Hash {
+			return nil, nil
+		}
+	}
+	return offlinereg.EncodeModel(md), offlinereg.EncodePackage(p)
 }
 
 // recorded returns the model fields and the package payload of the source

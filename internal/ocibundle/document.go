@@ -22,6 +22,9 @@ const (
 	// and the ONNX, TensorRT and TorchScript package details, which
 	// negotiation needs for those backends.
 	MetadataFromManifest = "package-manifest"
+	// MetadataFromProvider: asked from the weights provider at export time
+	// (export --fetch-metadata).
+	MetadataFromProvider = "provider"
 )
 
 const documentVersion = 1
@@ -195,7 +198,7 @@ func (d *Document) validate() error {
 	perr := func(err error, format string, args ...any) error {
 		return &PackageError{ModelID: d.CanonicalModelID, PackageID: d.PackageID, Err: err, Detail: fmt.Sprintf(format, args...)}
 	}
-	if d.MetadataSource != MetadataFromRegistry && d.MetadataSource != MetadataFromManifest {
+	if d.MetadataSource != MetadataFromRegistry && d.MetadataSource != MetadataFromManifest && d.MetadataSource != MetadataFromProvider {
 		return perr(ErrInvalid, "unknown metadata_source %q", d.MetadataSource)
 	}
 	if id, _ := d.Package.Get("package_id"); id != d.PackageID {
