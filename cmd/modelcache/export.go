@@ -86,8 +86,8 @@ func selectPackages(ctx context.Context, cfg config.Config, lf *loadFlags, ids [
 func selectModel(ctx context.Context, client *modelcache.Client, cfg config.Config, id string, lopts []modelcache.LoadOption,
 	all bool, log *slog.Logger, refs *[]ocibundle.Ref) error {
 	pkg, err := client.Load(ctx, id, lopts...)
-	if err != nil && !cfg.Offline {
-		log.Debug("no auto-resolution answer without network; negotiating over the cached packages", "model_id", id, "err", err)
+	if err != nil {
+		log.Debug("pull would need the network; negotiating over the cached packages", "model_id", id, "err", err)
 		pkg, err = client.Load(ctx, id, append(lopts, modelcache.WithWeightsProvider(cacheProvider), modelcache.WithoutAutoResolutionCache())...)
 	}
 	canonical := id

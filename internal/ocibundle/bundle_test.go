@@ -191,3 +191,32 @@ func TestExportRefusesCorruptCache(t *testing.T) {
 		t.Fatalf("collect of a corrupt cache: %v", err)
 	}
 }
+
+// Metadata rebuilt from a manifest never replaces what the target's
+// record holds from the provider: after importing such a bundle into a
+// warmed cache, the ONNX package still negotiates offline.
+func TestRebuiltMetadataDoesNotDegradeRecord(t *testing.T) {
+	api := serveExamples(t)
+	homeB := filepath.Join(t.TempDir(), "b")
+	warm(t, homeB, api, true, "parcel-det") // B has the provider's record
+	homeA := filepath.Join(t.TempDir(), "a")
+	pkgs := warm(t, homeA, api, false, "parcel-det") // A has none
+	g := graphOf(t, homeA, refsOf(pkgs))
+	tarPath := filepath.Join(t.TempDir(), "a.tar")
+	if err := g.WriteTarFile(context.Background(), tarPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := importBundle(t, homeB, tarPath); err != nil {
+		t.Fatal(err)
+	}
+	if p := offlineLoad(t, homeB, "parcel-det"); p.PackageID != pkgs[0].PackageID {
+		t.Errorf("offline load chose %s", p.PackageID)
+	}
+	md, err := openCache(t, homeB, false).Registry.LoadModelMetadata(context.Background(), "parcel-det")
+	if err != nil || md == nil {
+		t.Fatal(err)
+	}
+	if p, ok := md.Package(pkgs[0].PackageID); !ok || p.ONNXPackageDetails == nil {
+		t.Errorf("the record lost the provider's ONNX details: %+v", p)
+	}
+}

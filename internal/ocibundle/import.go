@@ -23,6 +23,7 @@ import (
 	"github.com/modelcache/modelcache/internal/manifest"
 	"github.com/modelcache/modelcache/internal/materialize"
 	"github.com/modelcache/modelcache/internal/offlinereg"
+	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 // Progress event kinds, in the order an import reaches them.
@@ -375,30 +376,58 @@ func (im *importer) materialize(ctx context.Context, p *planPackage) error {
 	return nil
 }
 
-// record writes one offline-weights record per canonical model.
+// record writes one offline-weights record per canonical model. Metadata
+// the provider announced (fetched at export, or recorded by a warm-up) wins
+// over metadata rebuilt from a manifest, which never replaces a package the
+// target's record already has.
 func (im *importer) record(ctx context.Context, pkgs []*planPackage) error {
+	rank := map[string]int{MetadataFromProvider: 2, MetadataFromRegistry: 1, MetadataFromManifest: 0}
 	byModel := map[string]*offlinereg.ImportedModel{}
+	modelRank := map[string]int{}
 	var order []string
 	for _, p := range pkgs {
-		m, ok := byModel[p.doc.CanonicalModelID]
+		id := p.doc.CanonicalModelID
+		m, ok := byModel[id]
 		if !ok {
-			m = &offlinereg.ImportedModel{CanonicalModelID: p.doc.CanonicalModelID, Model: p.doc.Model, Source: im.opts.Source}
-			byModel[p.doc.CanonicalModelID] = m
-			order = append(order, p.doc.CanonicalModelID)
+			m = &offlinereg.ImportedModel{CanonicalModelID: id, Model: p.doc.Model, Source: im.opts.Source}
+			byModel[id], modelRank[id] = m, rank[p.doc.MetadataSource]
+			order = append(order, id)
 		}
-		// Registry-sourced model fields are the provider's; prefer them.
-		if p.doc.MetadataSource == MetadataFromRegistry {
-			m.Model = p.doc.Model
+		if r := rank[p.doc.MetadataSource]; r > modelRank[id] {
+			m.Model, modelRank[id] = p.doc.Model, r
+		}
+		m.Aliases = sortedUnique(append(m.Aliases, p.doc.Aliases...), id)
+		if p.doc.MetadataSource == MetadataFromManifest && im.storedPackage(ctx, id, p.doc.PackageID) {
+			continue
 		}
 		m.Packages = append(m.Packages, p.doc.Package)
-		m.Aliases = sortedUnique(append(m.Aliases, p.doc.Aliases...), p.doc.CanonicalModelID)
 	}
 	for _, id := range order {
 		m := byModel[id]
+		if len(m.Packages) == 0 {
+			continue // every package is already recorded with the provider's metadata
+		}
+		if modelRank[id] == 0 && im.storedPackage(ctx, id, "") {
+			m.Model = pyjson.NewObject() // absent fields keep the stored ones
+		}
 		if err := im.c.Registry.RecordImported(ctx, *m, im.opts.Now()); err != nil {
 			return fmt.Errorf("packages of %s are in the cache, but its offline-weights record was not written (run the import again): %w", id, err)
 		}
 		im.emit(Event{Kind: EventRecorded, ModelID: id})
 	}
 	return nil
+}
+
+// storedPackage reports whether the target's record of model lists
+// packageID ("" = whether there is a usable record at all).
+func (im *importer) storedPackage(ctx context.Context, model, packageID string) bool {
+	md, err := im.c.Registry.LoadModelMetadata(ctx, model)
+	if err != nil || md == nil || md.ModelID != model {
+		return false
+	}
+	if packageID == "" {
+		return true
+	}
+	_, ok := md.Package(packageID)
+	return ok
 }
