@@ -285,3 +285,28 @@ func checkNothingHalfPublished(t *testing.T, home string) {
 		}
 	}
 }
+
+// Export chooses without network: in OFFLINE_MODE, with no offline record
+// and an ONNX package whose rebuilt metadata negotiation rejects, it falls
+// back to the package an earlier pull loaded (its auto-resolution entry),
+// and warns that the far side will lack the ONNX details.
+func TestExportChoosesWhatAnEarlierPullLoaded(t *testing.T) {
+	bin := e2eBinary(t)
+	regRoot := filepath.Join(t.TempDir(), "registry")
+	copyDir(t, "../../examples/registry", regRoot)
+	url := startRegistry(t, bin, regRoot)
+	a := &e2eEnv{t: t, bin: bin, home: filepath.Join(t.TempDir(), "a"), env: []string{"ROBOFLOW_API_HOST=" + url}}
+	p, _ := a.pull(nil, "acme-ws/fruit-classifier/2")
+	out, errOut, code := a.runArgv([]string{bin, "export", "acme-ws/fruit-classifier/2", "--json", "-o", filepath.Join(t.TempDir(), "b.tar"),
+		"--runtime", "../../examples/runtimes/cpu-onnx.json"}, "OFFLINE_MODE=true")
+	if code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errOut)
+	}
+	var sum exportSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || len(sum.Packages) != 1 || sum.Packages[0].PackageID != p.PackageID {
+		t.Fatalf("exported %+v (%v), the earlier pull loaded %s", sum, err, p.PackageID)
+	}
+	if sum.Packages[0].MetadataSource != "package-manifest" || !strings.Contains(errOut, "lacks the onnx details") {
+		t.Errorf("no warning about rebuilt metadata: %s", errOut)
+	}
+}

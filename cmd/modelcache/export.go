@@ -14,7 +14,9 @@ import (
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/internal/cache"
 	"github.com/modelcache/modelcache/internal/download"
+	"github.com/modelcache/modelcache/internal/manifest"
 	"github.com/modelcache/modelcache/internal/ocibundle"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/provider"
@@ -27,8 +29,9 @@ const cacheProvider = "modelcache-cache"
 // selectPackages chooses, without network, the packages to send for each
 // model id: what `pull MODEL_ID` with the same flags would load from this
 // cache — its auto-resolution entry (or, in OFFLINE_MODE, the offline
-// registry), else negotiation over the packages the cache holds — or with
-// all, every exportable complete package of the model.
+// registry), else negotiation over the packages the cache holds, else the
+// package an earlier pull of the id loaded — or with all, every exportable
+// complete package of the model.
 //
 // With fetchMetadata the provider is asked for each model's metadata (the
 // only step that uses the network), so that the far side negotiates with
@@ -90,6 +93,14 @@ func selectModel(ctx context.Context, client *modelcache.Client, cfg config.Conf
 		log.Debug("pull would need the network; negotiating over the cached packages", "model_id", id, "err", err)
 		pkg, err = client.Load(ctx, id, append(lopts, modelcache.WithWeightsProvider(cacheProvider), modelcache.WithoutAutoResolutionCache())...)
 	}
+	if err != nil {
+		if ref, ok := lastLoaded(ctx, cfg, id, log); ok {
+			*refs = append(*refs, ref)
+			if !all {
+				return nil
+			}
+		}
+	}
 	canonical := id
 	switch {
 	case err == nil:
@@ -112,6 +123,39 @@ func selectModel(ctx context.Context, client *modelcache.Client, cfg config.Conf
 		*refs = append(*refs, ocibundle.Ref{CacheModelID: *p.Manifest.ModelID, PackageID: p.PackageID, Aliases: []string{id}})
 	}
 	return nil
+}
+
+// lastLoaded is the last resort of selectModel: the newest auto-resolution
+// entry of id (any flags, any key, expired or not) whose package is
+// complete and exportable, i.e. what a pull loaded here before. The cache is
+// read as in OFFLINE_MODE: no locks, nothing deleted.
+func lastLoaded(ctx context.Context, cfg config.Config, id string, log *slog.Logger) (ocibundle.Ref, bool) {
+	ro := cfg
+	ro.Offline = true
+	c, err := cache.Open(ro, cache.WithLogger(log))
+	if err != nil {
+		return ocibundle.Ref{}, false
+	}
+	cands, err := c.Resolutions.Candidates(ctx, id, nil)
+	if err != nil {
+		return ocibundle.Ref{}, false
+	}
+	for _, cand := range cands {
+		e := cand.Entry
+		if e.CacheModelID == nil {
+			continue
+		}
+		dir, err := c.Home.PackageDir(*e.CacheModelID, e.ModelPackageID)
+		if err != nil {
+			continue
+		}
+		if m, err := manifest.Read(ctx, dir); err == nil && ocibundle.CheckExportable(m) == nil {
+			log.Info("chose the package an earlier pull loaded (its auto-resolution entry)", "model_id", id,
+				"package_id", e.ModelPackageID, "created_at", e.CreatedAt.Time)
+			return ocibundle.Ref{CacheModelID: *e.CacheModelID, PackageID: e.ModelPackageID, Aliases: []string{id}}, true
+		}
+	}
+	return ocibundle.Ref{}, false
 }
 
 type exportSummary struct {
