@@ -16,6 +16,7 @@ import (
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/internal/download"
+	"github.com/modelcache/modelcache/internal/ocibundle"
 	"github.com/modelcache/modelcache/internal/textsafe"
 	"github.com/modelcache/modelcache/registry"
 )
@@ -54,8 +55,9 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 	var lf loadFlags
 	var asJSON bool
 	var serveDir string
+	var rf registryFlags
 	cmd := &cobra.Command{
-		Use:     "pull MODEL_ID",
+		Use:     "pull MODEL_ID|oci://HOST/REPO:TAG",
 		Aliases: []string{"load"},
 		Short:   "Resolve, download and verify a model package into the cache",
 		Long: "Load MODEL_ID the way inference-models' AutoModel.from_pretrained does, up to\n" +
@@ -65,9 +67,13 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 		Example: "  modelcache pull acme-ws/parcel-detector/7\n" +
 			"  modelcache pull parcel-det --serve-registry examples/registry   # no network needed\n" +
 			"  modelcache pull coco/3 --backend onnx --quantization fp16 --batch-size 1-8 --json\n" +
-			"  modelcache pull coco/3 --runtime jetson-orin.json   # pre-warm for another machine",
+			"  modelcache pull coco/3 --runtime jetson-orin.json   # pre-warm for another machine\n" +
+			"  modelcache pull oci://localhost:5000/models/parcel-det:7 --plain-http   # from an OCI registry",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ocibundle.IsReference(args[0]) {
+				return pullOCI(cmd, cfg, &rf, args[0], asJSON)
+			}
 			ctx := cmd.Context()
 			log := loggerFrom(ctx)
 			run := *cfg
@@ -104,6 +110,7 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 		},
 	}
 	lf.register(cmd.Flags())
+	rf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().StringVar(&serveDir, "serve-registry", "", "serve this registry directory on loopback for the duration of the command and load from it")
 	return cmd

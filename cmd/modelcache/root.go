@@ -28,6 +28,9 @@ func subcommands(cfg *config.Config) []*cobra.Command {
 		newVerifyCmd(cfg),
 		newGcCmd(cfg),
 		newPurgeCmd(cfg),
+		newExportCmd(cfg),
+		newImportCmd(cfg),
+		newPushCmd(cfg),
 		// Subcommands must not set PersistentPreRun(E): cobra would then skip the
 		// root's, which applies --home and sets up logging.
 	}

@@ -75,6 +75,11 @@ type Request struct {
 	// dependency paths are filled in here.
 	Manifest     manifest.Spec
 	Dependencies []Dependency
+	// Verified are blobs the caller itself verified and published for this
+	// package before calling (by MD5: the identity it published): like
+	// those a Source reports, step 6 does not read them again while the
+	// identity holds.
+	Verified map[string]fsx.FileID
 	// LockTimeout, if > 0, bounds the wait for the materialization lock
 	// instead of the Locker's default (INFERENCE_MODELS_FILE_LOCK_ACQUIRE_TIMEOUT).
 	LockTimeout time.Duration
@@ -181,6 +186,9 @@ func (s *Store) Materialize(ctx context.Context, req Request, src Source, hooks 
 		}
 	}
 	t := &transfer{src: src, verified: map[string]fsx.FileID{}}
+	for md5, id := range req.Verified {
+		t.verified[md5] = id
+	}
 	if err := s.fetchAll(ctx, pkgDir, decls, req.Artifacts, t); err != nil {
 		return nil, err
 	}

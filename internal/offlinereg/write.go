@@ -55,23 +55,42 @@ func (r *Registry) RecordSuccessfulLoad(ctx context.Context, meta *metadata.Mode
 		return false, nil
 	}
 
-	recordPath, err := r.RecordPath(canonical)
+	var aliases []string
+	if requestedModelID != canonical {
+		aliases = []string{requestedModelID}
+	}
+	model := encodeModelFields(meta)
+	err := r.update(ctx, canonical, func(existing *Record) *pyjson.Object {
+		return r.merge(existing, canonical, model, incoming, aliases, provenPackageID, source, now)
+	})
 	if err != nil {
 		return false, err
 	}
+	return true, nil
+}
+
+// update rewrites the record of canonical under its lock: build receives
+// the stored record (nil when absent, or unreadable and so replaced, as the
+// reference does) and returns the new document, which replaces the file
+// atomically.
+func (r *Registry) update(ctx context.Context, canonical string, build func(existing *Record) *pyjson.Object) error {
+	recordPath, err := r.RecordPath(canonical)
+	if err != nil {
+		return err
+	}
 	lockFile, err := r.home.OfflineRecordLockPath(canonical)
 	if err != nil {
-		return false, err
+		return err
 	}
 	dir := r.Dir()
 	// Refuse a symlinked directory before anything (even the lock file) is
 	// created through it.
 	if err := fsx.EnsureDir(dir, r.dirMode); err != nil {
-		return false, asUnsafe(dir, err)
+		return asUnsafe(dir, err)
 	}
 	held, err := r.locker.Lock(ctx, lockFile, lock.WithTimeout(r.lockTimeout))
 	if err != nil {
-		return false, fmt.Errorf("offline registry: record %s: %w", canonical, asUnsafe(lockFile, err))
+		return fmt.Errorf("offline registry: record %s: %w", canonical, asUnsafe(lockFile, err))
 	}
 	defer func() {
 		if uerr := held.Unlock(); uerr != nil {
@@ -83,29 +102,29 @@ func (r *Registry) RecordSuccessfulLoad(ctx context.Context, meta *metadata.Mode
 		if err == nil {
 			err = &fsx.UnsafePathError{Op: "write record in", Path: dir, Kind: fsx.ErrSymlink}
 		}
-		return false, asUnsafe(dir, err)
+		return asUnsafe(dir, err)
 	}
 
 	existing, err := readRecordFile(ctx, recordPath)
 	var se *SymlinkError
 	switch {
 	case errors.As(err, &se):
-		return false, err
+		return err
 	case errors.Is(err, ErrMalformedRecord), errors.Is(err, ErrNewerFormat):
 		r.log.Warn("offline registry: replacing unreadable record", "path", recordPath, "error", err)
 		existing = nil
 	case err != nil:
-		return false, fmt.Errorf("offline registry: record %s: %w", canonical, err)
+		return fmt.Errorf("offline registry: record %s: %w", canonical, err)
 	}
-	doc := r.merge(existing, meta, incoming, requestedModelID, provenPackageID, source, now)
+	doc := build(existing)
 	data, err := pyjson.MarshalIndent(doc)
 	if err != nil {
-		return false, fmt.Errorf("offline registry: encode record %s: %w", canonical, err)
+		return fmt.Errorf("offline registry: encode record %s: %w", canonical, err)
 	}
 	if err := fsx.WriteFileAtomic(recordPath, data, r.fileMode); err != nil {
-		return false, fmt.Errorf("offline registry: write record %s: %w", canonical, asUnsafe(recordPath, err))
+		return fmt.Errorf("offline registry: write record %s: %w", canonical, asUnsafe(recordPath, err))
 	}
-	return true, nil
+	return nil
 }
 
 // attestedPackages encodes the packages whose every artefact has a provider
@@ -143,10 +162,12 @@ func (r *Registry) attestedPackages(meta *metadata.ModelMetadata, proven string)
 	return out, true
 }
 
-// merge builds the new document from the stored record (nil when
-// absent or unreadable) and the incoming load.
-func (r *Registry) merge(existing *Record, meta *metadata.ModelMetadata, incoming map[string]*pyjson.Object,
-	requested, proven, source string, now time.Time) *pyjson.Object {
+// merge builds the new document from the stored record (nil when absent or
+// unreadable) and the incoming packages: in, the incoming model fields in
+// the record's key order (nil values keep the stored ones); aliases are
+// added to the stored ones; proven ("" for none) is stamped with now.
+func (r *Registry) merge(existing *Record, canonical string, in *pyjson.Object, incoming map[string]*pyjson.Object,
+	newAliases []string, proven, source string, now time.Time) *pyjson.Object {
 	var old *pyjson.Object
 	if existing != nil {
 		old = existing.Doc
@@ -194,8 +215,10 @@ func (r *Registry) merge(existing *Record, meta *metadata.ModelMetadata, incomin
 			}
 		}
 	}
-	if requested != meta.ModelID {
-		aliasSet[requested] = true
+	for _, a := range newAliases {
+		if a != canonical {
+			aliasSet[a] = true
+		}
 	}
 	aliases := make([]any, 0, len(aliasSet))
 	for _, a := range sortedKeys(aliasSet) {
@@ -211,14 +234,15 @@ func (r *Registry) merge(existing *Record, meta *metadata.ModelMetadata, incomin
 			r.log.Warn("offline registry: dropping malformed proven map of stored record", "path", existing.Path)
 		}
 	}
-	provenMap.Set(proven, pyjson.ObjectOf("last_proven_at", stamp))
+	if proven != "" {
+		provenMap.Set(proven, pyjson.ObjectOf("last_proven_at", stamp))
+	}
 
 	// Model fields: incoming non-null wins, else whatever was stored.
 	var oldModel *pyjson.Object
 	if v, _ := old.Get("model"); v != nil {
 		oldModel, _ = v.(*pyjson.Object)
 	}
-	in := encodeModelFields(meta)
 	model := pyjson.NewObject()
 	for _, k := range in.Keys() {
 		v, _ := in.Get(k)
@@ -230,7 +254,7 @@ func (r *Registry) merge(existing *Record, meta *metadata.ModelMetadata, incomin
 
 	return pyjson.ObjectOf(
 		"format_version", FormatVersion,
-		"canonical_model_id", meta.ModelID,
+		"canonical_model_id", canonical,
 		"requested_aliases", aliases,
 		"recorded_at", stamp,
 		"source", source,
