@@ -245,6 +245,11 @@ func (g *ProviderGuard) judge(o *outcome, t tenant, modelID, packageID string, s
 // VerifyTimeout, so the others still get the answer.
 func (g *ProviderGuard) verify(ctx context.Context, t tenant, k pairKey, apiKey *string) (*outcome, error) {
 	ch := g.flight.DoChan(k.tenant+"\x00"+k.model, func() (any, error) {
+		// A caller that missed the cache just before a flight for the pair
+		// ended finds its outcome here instead of asking again.
+		if o := g.cache.get(k, g.o.Now()); o != nil {
+			return o, nil
+		}
 		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.o.VerifyTimeout)
 		defer cancel()
 		err := g.o.Verifier.Verify(vctx, k.model, apiKey)
