@@ -124,6 +124,7 @@ func parseBatch(s string) (lo, hi int, isRange bool, err error) {
 
 func newPullCmd(cfg *config.Config) *cobra.Command {
 	var lf loadFlags
+	var gf guardFlags
 	var asJSON bool
 	var serveDir string
 	cmd := &cobra.Command{
@@ -137,7 +138,8 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 		Example: "  modelcache pull acme-ws/parcel-detector/7\n" +
 			"  modelcache pull parcel-det --serve-registry examples/registry   # no network needed\n" +
 			"  modelcache pull coco/3 --backend onnx --quantization fp16 --batch-size 1-8 --json\n" +
-			"  modelcache pull coco/3 --runtime jetson-orin.json   # pre-warm for another machine",
+			"  modelcache pull coco/3 --runtime jetson-orin.json   # pre-warm for another machine\n" +
+			"  modelcache pull coco/3 --guard --api-key-file tenant.key --offline-grace 1h",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -159,10 +161,18 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			gcopts, glopts, err := gf.options(cmd, log)
+			if err != nil {
+				return err
+			}
+			copts, lopts = append(copts, gcopts...), append(lopts, glopts...)
 			// Bars on a terminal (unless DISABLE_INTERACTIVE_PROGRESS_BARS), else log lines.
 			obs := download.DefaultObserver(os.Stderr, run.DisableProgressBars, log)
 			client, err := modelcache.New(run, append(copts, modelcache.WithLogger(log), modelcache.WithDownloadObserver(obs))...)
 			if err != nil {
+				return err
+			}
+			if err := gf.check(ctx, client, args[0], lopts); err != nil {
 				return err
 			}
 			pkg, err := client.Load(ctx, args[0], lopts...)
@@ -176,9 +186,10 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 		},
 	}
 	lf.register(cmd)
+	gf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().StringVar(&serveDir, "serve-registry", "", "serve this registry directory on loopback for the duration of the command and load from it")
-	return cmd
+	return usageErrors(cmd, cobra.ExactArgs(1))
 }
 
 // serveRegistry starts our registry server on a free loopback port.
