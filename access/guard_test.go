@@ -436,3 +436,23 @@ func gather(t *testing.T, g prometheus.Gatherer) map[string]map[string]float64 {
 	}
 	return out
 }
+
+func TestDecisionsBounded(t *testing.T) {
+	clk := newClock()
+	fp := &fakeProvider{allow: map[string][]string{keyA: {"m/0"}}}
+	g := newGuard(t, Options{Verifier: fp, Now: clk.now, MaxEntries: 100})
+	for i := 0; i < 1000; i++ {
+		g.Decide(context.Background(), fmt.Sprintf("m/%d", i), "", ptr(keyA))
+		if n := g.cache.len(); n > 100 {
+			t.Fatalf("%d entries with MaxEntries 100", n)
+		}
+	}
+	// Evictions never drop the decision just stored.
+	for i := 1000; i < 1100; i++ {
+		g.Decide(context.Background(), fmt.Sprintf("m/%d", i), "", ptr(keyA))
+	}
+	calls := fp.calls.Load()
+	if d := g.Decide(context.Background(), "m/1099", "", ptr(keyA)); d.Source != SourceCache || fp.calls.Load() != calls {
+		t.Errorf("the newest decision was evicted: %+v", d)
+	}
+}
