@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,54 +15,64 @@ import (
 	"github.com/modelcache/modelcache"
 	"github.com/modelcache/modelcache/access"
 	"github.com/modelcache/modelcache/config"
+	"github.com/modelcache/modelcache/provider/roboflow"
 )
 
 // BenchmarkWarmLoad measures what the guard adds to a warm Load (an
-// auto-resolution hit) by one tenant: three clients over one cache (no guard; a ProviderGuard holding a positive decision; the same
-// with an audit log and counters) load in rotating order within each
-// iteration, so that the machine's noise hits all three alike. It reports
-// the median of each and the median of the paired differences
-// (guard-overhead-µs, target ≤ 20). bench/guard.sh runs it several times and
-// prints the medians.
+// auto-resolution hit) by one tenant. One client loads through a switchable
+// access manager whose mode changes every load: no guard; a ProviderGuard
+// holding a positive decision; another with an audit log (JSON) and
+// counters; no guard again (the control), in a new random order each
+// iteration. Same client, same cache, same entry: only the manager
+// differs, and the machine's noise hits all modes alike. It reports the median of each mode and the medians of the paired
+// differences with the first (guard-overhead-µs, target ≤ 20;
+// control-overhead-µs is the resolution of the measurement).
+// bench/guard.sh runs it several times and prints the medians.
 func BenchmarkWarmLoad(b *testing.B) {
 	w := newWorld(b)
 	up := newUpstream(b, w, modelX, modelY)
 	quiet := slog.New(slog.DiscardHandler)
-	variants := [][]modelcache.Option{
-		nil,
-		{modelcache.WithAccessGuard(access.Options{})},
-		{modelcache.WithAccessGuard(access.Options{
-			AuditLogger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-			Metrics:     prometheus.NewRegistry(),
-		})},
-		nil,
+	verifier := access.ProviderVerifier(roboflow.New(roboflow.Options{APIHost: up.URL, Logger: quiet}))
+	plain, err := access.NewProviderGuard(access.Options{Verifier: verifier, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	audited, err := access.NewProviderGuard(access.Options{Verifier: verifier, Logger: quiet,
+		AuditLogger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sw := &switchable{modes: []access.AccessManager{access.AllowAll{}, plain, audited, access.AllowAll{}}}
+	cfg := config.Default()
+	cfg.Home, cfg.APIHost = w.home(b), up.URL
+	c, err := modelcache.New(cfg, modelcache.WithRuntime(cpuRuntime()), modelcache.WithLogger(quiet), modelcache.WithAccessManager(sw))
+	if err != nil {
+		b.Fatal(err)
 	}
 	ctx := context.Background()
 	key := modelcache.WithAPIKey(keyA)
-	clients := make([]*modelcache.Client, len(variants))
-	home := w.home(b)
-	for i, opts := range variants {
-		cfg := config.Default()
-		cfg.Home, cfg.APIHost = home, up.URL
-		c, err := modelcache.New(cfg, append([]modelcache.Option{modelcache.WithRuntime(cpuRuntime()), modelcache.WithLogger(quiet)}, opts...)...)
-		if err != nil {
+	// The cold load, then one warm load per mode (the guards' verifications).
+	for m := range sw.modes {
+		sw.mode.Store(int32(m))
+		if _, err := c.Load(ctx, modelX, key); err != nil {
 			b.Fatal(err)
 		}
-		for j := 0; j < 2; j++ { // cold load, then the first warm one (the guard's verification)
-			if _, err := c.Load(ctx, modelX, key); err != nil {
-				b.Fatal(err)
-			}
-		}
-		clients[i] = c
 	}
-	samples := make([][]time.Duration, len(clients))
+	samples := make([][]time.Duration, len(sw.modes))
+	order := make([]int, len(sw.modes))
+	for i := range order {
+		order[i] = i
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		for j := range clients {
-			k := (i + j) % len(clients)
+		// A new random order each iteration: no mode always follows another.
+		rng.Shuffle(len(order), func(x, y int) { order[x], order[y] = order[y], order[x] })
+		for _, m := range order {
+			sw.mode.Store(int32(m))
 			t0 := time.Now()
-			p, err := clients[k].Load(ctx, modelX, key)
-			samples[k] = append(samples[k], time.Since(t0))
+			p, err := c.Load(ctx, modelX, key)
+			samples[m] = append(samples[m], time.Since(t0))
 			if err != nil || !p.FromCache {
 				b.Fatalf("warm load: %v", err)
 			}
@@ -81,6 +93,27 @@ func BenchmarkWarmLoad(b *testing.B) {
 	b.ReportMetric(us(median(diffs(samples[1], samples[0]))), "guard-overhead-µs")
 	b.ReportMetric(us(median(diffs(samples[2], samples[0]))), "audited-overhead-µs")
 	b.ReportMetric(us(median(diffs(samples[3], samples[0]))), "control-overhead-µs")
+}
+
+// switchable delegates to one of its managers, chosen per load.
+type switchable struct {
+	mode  atomic.Int32
+	modes []access.AccessManager
+}
+
+func (s *switchable) m() access.AccessManager { return s.modes[s.mode.Load()] }
+
+func (s *switchable) IsModelAccessForbidden(ctx context.Context, modelID string, apiKey *string) bool {
+	return s.m().IsModelAccessForbidden(ctx, modelID, apiKey)
+}
+func (s *switchable) OnModelAccessForbidden(ctx context.Context, modelID string, apiKey *string) {
+	s.m().OnModelAccessForbidden(ctx, modelID, apiKey)
+}
+func (s *switchable) CanUseCachedPackage(ctx context.Context, modelID, packageID string, apiKey *string) bool {
+	return s.m().CanUseCachedPackage(ctx, modelID, packageID, apiKey)
+}
+func (s *switchable) OnModelPackageAccessGranted(ctx context.Context, modelID, packageID string, apiKey *string) {
+	s.m().OnModelPackageAccessGranted(ctx, modelID, packageID, apiKey)
 }
 
 func median(d []time.Duration) time.Duration {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Tenant-guard overhead on a warm Load (issue 18): runs access's
-# BenchmarkWarmLoad several times (each run: four clients over one cache,
-# loading in rotating order; no guard, guard with a cached positive decision,
-# guard with audit log and counters, and a second unguarded client as the
-# control) and prints the median over runs of each per-run median.
+# BenchmarkWarmLoad several times (each run: one client whose access manager
+# changes every load, in a random order per iteration: no guard, a guard with
+# a cached positive decision, a guard with audit log and counters, no guard
+# again as the control) and prints the median over runs of each per-run
+# median.
 #
 #   bench/guard.sh               # 5 runs of 3000 iterations
 #   RUNS=9 ITER=5000 bench/guard.sh
