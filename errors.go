@@ -3,14 +3,26 @@ package modelcache
 import (
 	"fmt"
 	"strings"
+
+	"github.com/modelcache/modelcache/access"
 )
 
 // AccessDeniedError: the access manager refused the model.
-type AccessDeniedError struct{ ModelID string }
+type AccessDeniedError struct {
+	ModelID string
+	// Reason, when set, says why.
+	Reason string
+}
 
 func (e *AccessDeniedError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("access to model %q is forbidden by the access manager: %s", e.ModelID, e.Reason)
+	}
 	return fmt.Sprintf("access to model %q is forbidden by the access manager", e.ModelID)
 }
+
+// Unwrap classifies the refusal as access.ErrAccessDenied.
+func (e *AccessDeniedError) Unwrap() error { return access.ErrAccessDenied }
 
 // PackageFailure is why one negotiated package could not be loaded.
 type PackageFailure struct {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 
+	"github.com/modelcache/modelcache/access"
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/maintain"
@@ -22,6 +25,9 @@ import (
 func (c *Client) Load(ctx context.Context, modelIDOrPath string, opts ...LoadOption) (*Package, error) {
 	o := newLoadOptions(opts)
 	if local.IsModelDir(modelIDOrPath) {
+		if err := c.localDirAllowed(modelIDOrPath); err != nil {
+			return nil, err
+		}
 		lm, err := local.Load(ctx, modelIDOrPath)
 		if err != nil {
 			return nil, err
@@ -89,7 +95,7 @@ func (c *Client) metadata(ctx context.Context, modelID string, p *plan, o *loadO
 // negotiate fetches metadata and negotiates.
 func (c *Client) negotiate(ctx context.Context, modelID string, p *plan, o *loadOptions) (*metadata.ModelMetadata, *negotiation.Report, error) {
 	if c.access.IsModelAccessForbidden(ctx, modelID, p.apiKey) {
-		return nil, nil, &AccessDeniedError{ModelID: modelID}
+		return nil, nil, c.refusal(ctx, modelID, p.apiKey)
 	}
 	md, err := c.metadata(ctx, modelID, p, o)
 	if err != nil {
@@ -114,8 +120,8 @@ func (c *Client) load(ctx context.Context, modelID string, o *loadOptions) (*Pac
 	if useCache {
 		hit, err := c.cache.Resolutions.Hit(ctx, c.cache.Home, p.key, autoresolve.HitQuery{
 			ModelID: modelID, AllowUntrusted: o.neg.AllowUntrustedPackages, AllowDependencies: o.allowDependency,
-			CanUse: func(ctx context.Context, packageID string) bool {
-				return c.access.CanUseCachedPackage(ctx, modelID, packageID, p.apiKey)
+			CanUse: func(ctx context.Context, model, packageID string) bool {
+				return c.access.CanUseCachedPackage(ctx, model, packageID, p.apiKey)
 			},
 		})
 		if err != nil {
@@ -270,4 +276,42 @@ func (c *Client) afterLoad(ctx context.Context, pkg *Package, p *plan, o *loadOp
 	if _, err := c.cache.Registry.RecordSuccessfulLoad(ctx, md, pkg.ModelID, pkg.PackageID, "warmup", c.now()); err != nil {
 		c.log.Warn("offline registry not updated", "model_id", pkg.ModelID, "err", err)
 	}
+}
+
+// refusal is the error of a load the access manager forbids: its own
+// explanation when it has one (access.Explainer), else AccessDeniedError.
+func (c *Client) refusal(ctx context.Context, modelID string, apiKey *string) error {
+	if e, ok := c.access.(access.Explainer); ok {
+		if err := e.Check(ctx, modelID, "", apiKey); err != nil {
+			return err
+		}
+	}
+	return &AccessDeniedError{ModelID: modelID}
+}
+
+// localDirAllowed refuses, under an access manager, a local directory
+// inside the cache: loading models-cache/<slug>/<package> by path would
+// serve a cached package without asking the manager. Directories outside
+// the cache are the caller's own files.
+func (c *Client) localDirAllowed(dir string) error {
+	if _, ok := c.access.(AllowAll); ok {
+		return nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	for _, root := range []string{c.cfg.Home, c.cache.Home.Root} {
+		r := filepath.Clean(root)
+		if rr, err := filepath.EvalSymlinks(r); err == nil {
+			r = rr
+		}
+		if abs == r || strings.HasPrefix(abs, r+string(filepath.Separator)) {
+			return &AccessDeniedError{ModelID: dir, Reason: "a package directory inside the cache is loaded by its model id, so that the access manager can decide"}
+		}
+	}
+	return nil
 }

@@ -36,9 +36,12 @@ type exampleServer struct {
 	status   atomic.Int64 // when set, every metadata request is answered with it
 }
 
-func serveExamples(t testing.TB) *exampleServer {
+func serveExamples(t testing.TB) *exampleServer { return serveRegistryDir(t, "examples/registry") }
+
+// serveRegistryDir serves a registry directory on loopback and counts requests.
+func serveRegistryDir(t testing.TB, dir string) *exampleServer {
 	t.Helper()
-	reg, err := registry.Load(context.Background(), "examples/registry", registry.LoadOptions{})
+	reg, err := registry.Load(context.Background(), dir, registry.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/modelcache/modelcache"
+	"github.com/modelcache/modelcache/access"
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/internal/download"
 	"github.com/modelcache/modelcache/metadata"
@@ -125,6 +126,7 @@ type recordingAccess struct {
 	mu        sync.Mutex
 	forbidden map[string]bool // model ids
 	noCached  bool
+	noCachedM map[string]bool // model ids whose cached packages are refused
 	calls     []string
 }
 
@@ -145,7 +147,9 @@ func (a *recordingAccess) OnModelAccessForbidden(_ context.Context, modelID stri
 
 func (a *recordingAccess) CanUseCachedPackage(_ context.Context, modelID, packageID string, _ *string) bool {
 	a.record("cached? " + modelID + " " + packageID)
-	return !a.noCached
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !a.noCached && !a.noCachedM[modelID]
 }
 
 func (a *recordingAccess) OnModelPackageAccessGranted(_ context.Context, modelID, packageID string, _ *string) {
@@ -268,5 +272,73 @@ func TestCopiedCacheHitChecksItsOwnFiles(t *testing.T) {
 	warm, err := newClient(t, b, es.URL).Load(ctx, "parcel-det")
 	if err != nil || !warm.FromCache || !strings.HasPrefix(warm.Dir, b+string(filepath.Separator)) {
 		t.Fatalf("warm load from the copy: %v, %+v", err, warm)
+	}
+}
+
+// Under an access manager, a package directory inside the cache cannot be
+// loaded by path (that would skip the manager); the caller's own
+// directories can, and without a manager nothing changes.
+func TestLocalDirInsideCacheNeedsTheAccessManager(t *testing.T) {
+	ctx := context.Background()
+	es := serveExamples(t)
+	home := t.TempDir()
+	pkg, err := newClient(t, home, es.URL).Load(ctx, "parcel-det")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guarded := newClient(t, home, es.URL, modelcache.WithAccessManager(&recordingAccess{}))
+	if _, err := guarded.Load(ctx, pkg.Dir); !errors.Is(err, access.ErrAccessDenied) {
+		t.Fatalf("a cached package loaded by path under an access manager: %v", err)
+	}
+	own := filepath.Join(t.TempDir(), "mine")
+	if err := os.MkdirAll(own, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(own, "model_config.json"), []byte(`{"model_architecture": "yolov8", "backend_type": "onnx"}`), 0o644)
+	os.WriteFile(filepath.Join(own, "weights.onnx"), []byte("w"), 0o644)
+	if _, err := guarded.Load(ctx, own); err != nil {
+		t.Fatalf("the caller's own directory: %v", err)
+	}
+	if _, err := newClient(t, home, es.URL).Load(ctx, pkg.Dir); err != nil {
+		t.Fatalf("without an access manager: %v", err)
+	}
+}
+
+// A cache hit serves the dependency packages too: the access manager is
+// asked about each, and refusing one makes the load go to the provider.
+func TestHitAsksAboutDependencies(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "registry")
+	if out, err := exec.Command("cp", "-a", "examples/registry", root).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	mj := filepath.Join(root, "models", "parcel-segmenter", "model.json")
+	b, _ := os.ReadFile(mj)
+	withDep := strings.Replace(string(b), `"model_dependencies": null`, `"model_dependencies": [{"name": "detector", "model_id": "parcel-det", "model_package_id": "detonnxfp32dyn"}]`, 1)
+	if withDep == string(b) {
+		t.Fatal("fixture unchanged")
+	}
+	os.WriteFile(mj, []byte(withDep), 0o644)
+	es := serveRegistryDir(t, root)
+	acc := &recordingAccess{noCachedM: map[string]bool{}}
+	c := newClient(t, t.TempDir(), es.URL, modelcache.WithAccessManager(acc))
+	first, err := c.Load(ctx, "acme-ws/parcel-segmenter/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Dependencies) != 1 {
+		t.Fatalf("dependencies %v", first.Dependencies)
+	}
+	warm, err := c.Load(ctx, "acme-ws/parcel-segmenter/3")
+	if err != nil || !warm.FromCache || !acc.has("cached? parcel-det detonnxfp32dyn") {
+		t.Fatalf("warm: %v, from cache %v; calls %v", err, warm != nil && warm.FromCache, acc.calls)
+	}
+	acc.mu.Lock()
+	acc.noCachedM["parcel-det"] = true
+	acc.mu.Unlock()
+	m := es.metadata.Load()
+	again, err := c.Load(ctx, "acme-ws/parcel-segmenter/3")
+	if err != nil || again.FromCache || es.metadata.Load() == m {
+		t.Fatalf("refused dependency: %v, from cache %v, %d metadata requests", err, again != nil && again.FromCache, es.metadata.Load()-m)
 	}
 }

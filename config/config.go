@@ -34,6 +34,7 @@ const (
 	EnvOfflineWarmUp          = "OFFLINE_MODE_WARM_UP"
 	EnvDisableProgressBars    = "DISABLE_INTERACTIVE_PROGRESS_BARS"
 	EnvDirectIO               = "MODELCACHE_DIRECT_IO"
+	EnvGuardOfflineGrace      = "MODELCACHE_GUARD_OFFLINE_GRACE"
 	EnvAPIKey                 = "ROBOFLOW_API_KEY"
 	EnvAPIHost                = "ROBOFLOW_API_HOST"
 	EnvRegion                 = "ROBOFLOW_REGION"
@@ -96,6 +97,10 @@ type Config struct {
 	// reference's). False suits a pull that is loaded at once on a machine
 	// where memory is plentiful and backed.
 	DirectIO bool
+	// GuardOfflineGrace is the tenant guard's offline grace period
+	// (MODELCACHE_GUARD_OFFLINE_GRACE, a Go duration such as 30m; 0, the
+	// default, denies what the provider cannot verify). See docs/multi-tenant.md.
+	GuardOfflineGrace time.Duration
 
 	APIKey Secret // ROBOFLOW_API_KEY as given; may be empty (anonymous requests)
 	// APIHost is the weights-API base URL: ROBOFLOW_API_HOST verbatim, else chosen by
@@ -170,6 +175,7 @@ func FromEnv(env func(string) (string, bool)) (Config, error) {
 	}
 	c.DisableProgressBars = r.bool(EnvDisableProgressBars, false)
 	c.DirectIO = r.bool(EnvDirectIO, true)
+	c.GuardOfflineGrace = r.duration(EnvGuardOfflineGrace, 0)
 
 	c.APIKey = r.apiKey()
 	c.APIHost = r.apiHost()
@@ -260,6 +266,20 @@ func (r *reader) floatSeconds(name string, def time.Duration) time.Duration {
 	d, ok := floatSeconds(f)
 	if !ok {
 		r.fail(invalid(name, v, "a number of seconds; nan is no duration"))
+		return def
+	}
+	return d
+}
+
+// duration reads a Go duration (30m, 1h30m, 0) that must not be negative.
+func (r *reader) duration(name string, def time.Duration) time.Duration {
+	v, ok := r.env(name)
+	if !ok || strings.TrimSpace(v) == "" {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < 0 {
+		r.fail(invalid(name, v, "a duration such as 30m, 12h or 0 (Go syntax: ns, us, ms, s, m, h), not negative"))
 		return def
 	}
 	return d

@@ -5,7 +5,7 @@ package config
 // defaults cannot drift from the code (lessons U4).
 type Variable struct {
 	Name    string
-	Type    string // bool, int, int s, int min, float s, int list, path, string, secret
+	Type    string // bool, int, int s, int min, float s, int list, duration, path, string, secret
 	Default string // as a user would write it; "" when there is none
 	Meaning string
 }
@@ -27,6 +27,7 @@ func Variables() []Variable {
 		{EnvOfflineWarmUp, "bool", "false", "record online loads for offline use; exclusive with OFFLINE_MODE"},
 		{EnvDisableProgressBars, "bool", "false", "no progress bars"},
 		{EnvDirectIO, "bool", "true", "modelcache only: write blobs >= 64 MiB with O_DIRECT (no page cache); false for page-cache writes"},
+		{EnvGuardOfflineGrace, "duration", "0", "modelcache only: tenant guard offline grace period (e.g. 30m); 0 denies loads the provider cannot verify"},
 		{EnvAPIKey, "secret", "", "Roboflow API key; never printed"},
 		{EnvAPIHost, "string", "", "weights-API base URL, verbatim; overrides region and environment"},
 		{EnvRegion, "string", "us", "us or eu (trimmed, any case); unknown -> warning, us"},

@@ -53,6 +53,7 @@ func (f *loadFlags) options(fs *pflag.FlagSet, cfg *config.Config) ([]modelcache
 
 func newPullCmd(cfg *config.Config) *cobra.Command {
 	var lf loadFlags
+	var gf guardFlags
 	var asJSON bool
 	var serveDir string
 	var rf registryFlags
@@ -68,7 +69,8 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 			"  modelcache pull parcel-det --serve-registry examples/registry   # no network needed\n" +
 			"  modelcache pull coco/3 --backend onnx --quantization fp16 --batch-size 1-8 --json\n" +
 			"  modelcache pull coco/3 --runtime jetson-orin.json   # pre-warm for another machine\n" +
-			"  modelcache pull oci://localhost:5000/models/parcel-det:7 --plain-http   # from an OCI registry",
+			"  modelcache pull oci://localhost:5000/models/parcel-det:7 --plain-http   # from an OCI registry\n" +
+			"  modelcache pull coco/3 --guard --api-key-file tenant.key --offline-grace 1h",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ocibundle.IsReference(args[0]) {
@@ -93,10 +95,18 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			gcopts, glopts, err := gf.options(cmd, log)
+			if err != nil {
+				return err
+			}
+			copts, lopts = append(copts, gcopts...), append(lopts, glopts...)
 			// Bars on a terminal (unless DISABLE_INTERACTIVE_PROGRESS_BARS), else log lines.
 			obs := download.DefaultObserver(os.Stderr, run.DisableProgressBars, log)
 			client, err := modelcache.New(run, append(copts, modelcache.WithLogger(log), modelcache.WithDownloadObserver(obs))...)
 			if err != nil {
+				return err
+			}
+			if err := gf.check(ctx, client, args[0], lopts); err != nil {
 				return err
 			}
 			pkg, err := client.Load(ctx, args[0], lopts...)
@@ -111,9 +121,10 @@ func newPullCmd(cfg *config.Config) *cobra.Command {
 	}
 	lf.register(cmd.Flags())
 	rf.register(cmd)
+	gf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().StringVar(&serveDir, "serve-registry", "", "serve this registry directory on loopback for the duration of the command and load from it")
-	return cmd
+	return usageErrors(cmd, cobra.ExactArgs(1))
 }
 
 // serveRegistry starts our registry server on a free loopback port.

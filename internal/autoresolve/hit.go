@@ -12,6 +12,7 @@ import (
 	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/manifest"
+	"github.com/modelcache/modelcache/metadata"
 )
 
 // HitQuery is what a load brings to the hit check besides the key.
@@ -22,8 +23,9 @@ type HitQuery struct {
 	AllowUntrusted bool
 	// AllowDependencies: an entry with dependency models may be served.
 	AllowDependencies bool
-	// CanUse is the access manager's step 4 (nil allows).
-	CanUse func(ctx context.Context, packageID string) bool
+	// CanUse is the access manager's step 4 (nil allows), asked for the
+	// package and for every dependency package it would serve with it.
+	CanUse func(ctx context.Context, modelID, packageID string) bool
 }
 
 // Hit is a validated auto-resolution hit: the package to serve.
@@ -85,7 +87,7 @@ func (c *Cache) Hit(ctx context.Context, home layout.Home, key string, q HitQuer
 	if err != nil || m.ModelID == nil || *m.ModelID != *e.CacheModelID || m.CanonicalModelID == nil || *m.CanonicalModelID != *e.CanonicalModelID {
 		return invalidate("package manifest missing or attributed elsewhere")
 	}
-	if q.CanUse != nil && !q.CanUse(ctx, e.ModelPackageID) {
+	if q.CanUse != nil && !q.CanUse(ctx, q.ModelID, e.ModelPackageID) {
 		return nil, nil
 	}
 	for _, f := range e.ResolvedFiles {
@@ -112,6 +114,13 @@ func (c *Cache) Hit(ctx context.Context, home layout.Home, key string, q HitQuer
 		}
 		d.TargetPath = target
 		deps = append(deps, d)
+	}
+	if q.CanUse != nil {
+		for _, d := range deps {
+			if !q.CanUse(ctx, dependencyModelID(e, m, d), d.ModelPackageID) {
+				return nil, nil
+			}
+		}
 	}
 	return &Hit{Entry: e, PackageDir: dir, Manifest: m, Dependencies: deps}, nil
 }
@@ -159,4 +168,17 @@ func realDirs(dirs ...string) error {
 		}
 	}
 	return nil
+}
+
+// dependencyModelID is the id a caller loads dependency d by: the one the
+// model's dependency list names (an alias, perhaps), else its canonical id.
+func dependencyModelID(e *Entry, m *manifest.Manifest, d manifest.DependencyPath) string {
+	for _, list := range [][]metadata.ModelDependency{e.ModelDependencies, m.ModelDependencies} {
+		for _, md := range list {
+			if md.Name == d.Name {
+				return md.ModelID
+			}
+		}
+	}
+	return d.CanonicalModelID
 }
