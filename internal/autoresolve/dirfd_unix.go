@@ -5,10 +5,10 @@ package autoresolve
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 
+	"github.com/modelcache/modelcache/internal/fsx"
 	"golang.org/x/sys/unix"
 )
 
@@ -119,7 +119,7 @@ func (d *dir) readFile(name string, limit int64) (data []byte, opened, after sta
 	if opened.size > limit {
 		return nil, stat{}, stat{}, fmt.Errorf("%s is implausibly large (%d bytes)", f.Name(), opened.size)
 	}
-	data, err = io.ReadAll(io.LimitReader(f, limit+1))
+	data, err = fsx.ReadAllSized(f, opened.size, limit)
 	if err != nil {
 		return nil, stat{}, stat{}, fmt.Errorf("read %s: %w", f.Name(), err)
 	}

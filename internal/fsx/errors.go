@@ -47,3 +47,14 @@ func (e *ChangedError) Error() string {
 }
 
 func (e *ChangedError) Unwrap() error { return ErrChanged }
+
+// TooLargeError: a file holds more bytes than its reader accepts.
+type TooLargeError struct {
+	Path  string
+	Size  int64 // bytes seen (at least Limit+1 when read)
+	Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s is implausibly large (%d bytes; at most %d are read)", e.Path, e.Size, e.Limit)
+}

@@ -19,6 +19,7 @@ func FstatID(*os.File) (FileID, error)                  { return FileID{}, ErrUn
 func IsSymlink(string) (bool, error)                    { return false, ErrUnsupported }
 func RegularNoFollow(string) (fs.FileInfo, error)       { return nil, ErrUnsupported }
 func OpenNoFollow(string) (*os.File, error)             { return nil, ErrUnsupported }
+func ReadFileNoFollow(string, int64) ([]byte, error)    { return nil, ErrUnsupported }
 func EnsureDir(string, fs.FileMode) error               { return ErrUnsupported }
 func SyncDir(string) error                              { return ErrUnsupported }
 func WriteFileAtomic(string, []byte, fs.FileMode) error { return ErrUnsupported }

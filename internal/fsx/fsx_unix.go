@@ -136,22 +136,49 @@ func checkRegular(op, path string, m fs.FileMode) error {
 // A symlink at path gives *UnsafePathError (ErrSymlink); a FIFO, device or
 // directory gives *UnsafePathError (ErrNotRegular) without blocking.
 func OpenNoFollow(path string) (*os.File, error) {
+	f, _, err := openNoFollowID(path)
+	return f, err
+}
+
+func openNoFollowID(path string) (*os.File, FileID, error) {
 	// O_NONBLOCK: a FIFO swapped in after a caller's lstat must not hang us.
 	// It has no effect on reads from regular files.
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, noFollowError("open", path, err)
+		return nil, FileID{}, noFollowError("open", path, err)
 	}
 	id, err := FstatID(f)
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, FileID{}, err
 	}
 	if err := checkRegular("open", path, id.Mode); err != nil {
 		f.Close()
+		return nil, FileID{}, err
+	}
+	return f, id, nil
+}
+
+// ReadFileNoFollow reads a regular file opened as OpenNoFollow opens it, in
+// one read for a file whose size does not change, refusing more than limit
+// bytes (*TooLargeError).
+func ReadFileNoFollow(path string, limit int64) ([]byte, error) {
+	f, id, err := openNoFollowID(path)
+	if err != nil {
 		return nil, err
 	}
-	return f, nil
+	defer f.Close()
+	if id.Size > limit {
+		return nil, &TooLargeError{Path: path, Size: id.Size, Limit: limit}
+	}
+	b, err := ReadAllSized(f, id.Size, limit)
+	if err != nil {
+		if tl, ok := err.(*TooLargeError); ok {
+			tl.Path = path
+		}
+		return nil, err
+	}
+	return b, nil
 }
 
 // noFollowError maps the ELOOP (EMLINK/EFTYPE on BSDs) of an O_NOFOLLOW open

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -387,25 +386,19 @@ func lockError(lpath string, err error) error {
 // readNoFollow reads a regular file without following a symlink at its last
 // component.
 func readNoFollow(path string) ([]byte, error) {
-	f, err := fsx.OpenNoFollow(path)
-	if err != nil {
-		switch {
-		case errors.Is(err, fsx.ErrSymlink):
-			return nil, &SymlinkError{Path: path, What: "manifest"}
-		case errors.Is(err, fsx.ErrNotRegular):
-			return nil, &CorruptError{Path: path, Reason: "the manifest is not a regular file", Err: err}
-		}
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > maxManifestSize {
+	data, err := fsx.ReadFileNoFollow(path, maxManifestSize)
+	var tl *fsx.TooLargeError
+	switch {
+	case err == nil:
+		return data, nil
+	case errors.Is(err, fsx.ErrSymlink):
+		return nil, &SymlinkError{Path: path, What: "manifest"}
+	case errors.Is(err, fsx.ErrNotRegular):
+		return nil, &CorruptError{Path: path, Reason: "the manifest is not a regular file", Err: err}
+	case errors.As(err, &tl):
 		return nil, &CorruptError{Path: path, Reason: "the manifest is implausibly large"}
 	}
-	return data, nil
+	return nil, fmt.Errorf("read %s: %w", path, err)
 }
 
 // readObject reads path and decodes a JSON object (no schema check: the
