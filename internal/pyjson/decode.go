@@ -172,6 +172,18 @@ func (d *decoder) number() (any, error) {
 
 func (d *decoder) string() (string, error) {
 	d.i++ // opening quote
+	// Fast path: a string without escapes is a slice of the input.
+	for j := d.i; j < len(d.s); j++ {
+		c := d.s[j]
+		if c == '"' {
+			out := string(d.s[d.i:j])
+			d.i = j + 1
+			return out, nil
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+	}
 	var buf []byte
 	for {
 		if d.i >= len(d.s) {
