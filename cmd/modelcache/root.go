@@ -28,6 +28,7 @@ func subcommands(cfg *config.Config) []*cobra.Command {
 		newVerifyCmd(cfg),
 		newGcCmd(cfg),
 		newPurgeCmd(cfg),
+		newTierCmd(cfg),
 		// Subcommands must not set PersistentPreRun(E): cobra would then skip the
 		// root's, which applies --home and sets up logging.
 	}
