@@ -35,7 +35,7 @@ func closedPort(t *testing.T) string {
 func TestBreakerOnOutage(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		break_ func(t *testing.T, srv *testsvc.S3Server) []string // env overrides
+		outage func(t *testing.T, srv *testsvc.S3Server) []string // env overrides
 		heal   bool
 	}{
 		{"server stopped", func(t *testing.T, srv *testsvc.S3Server) []string { srv.Stop(); return nil }, true},
@@ -48,7 +48,7 @@ func TestBreakerOnOutage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := testsvc.StartS3(t)
-			extra := append([]string{config.EnvBlobCacheFailureThreshold, "3", config.EnvBlobCacheCooldown, "60"}, tc.break_(t, srv)...)
+			extra := append([]string{config.EnvBlobCacheFailureThreshold, "3", config.EnvBlobCacheCooldown, "60"}, tc.outage(t, srv)...)
 			cfg := tierConfig(t, srv, "model-blobs", extra...)
 			clk := newFakeClock()
 			rec := &logRecorder{}
