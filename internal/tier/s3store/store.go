@@ -146,7 +146,10 @@ func New(o Options) (*Store, error) {
 		rt = o.WrapTransport(rt)
 	}
 	hc := &http.Client{Transport: rt}
-	creds := credentialsFor(o, &http.Client{Transport: base})
+	// Credential fetches (instance metadata, STS) are small: a whole-request
+	// bound is right for them, and keeps a silent metadata address from
+	// hanging every call.
+	creds := credentialsFor(o, &http.Client{Transport: base, Timeout: o.ConnectTimeout + o.StallTimeout + 10*time.Second})
 	client, err := minio.New(host, &minio.Options{
 		Creds:        creds,
 		Secure:       secure,

@@ -315,3 +315,32 @@ func TestNoRequestAtNew(t *testing.T) {
 		t.Fatalf("one Stat made %d dials, want 1 (no retries: the breaker decides)", dials.Load())
 	}
 }
+
+// TestRegionAskedOfTheService: without a configured region (nor AWS_REGION)
+// the client asks the service for the bucket's location, once, and HEADs
+// and presigned URLs work.
+func TestRegionAskedOfTheService(t *testing.T) {
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	srv := testsvc.StartS3(t)
+	s := newStore(t, srv, "r", func(o *Options) { o.Region = "" })
+	b := payload(7, 1000)
+	sum := blobstoretest.Sum(b)
+	ctx := context.Background()
+	if err := s.Put(ctx, sum, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.PresignGet(ctx, sum, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.HTTPClient().Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, b) {
+		t.Fatalf("presigned GET: HTTP %d, %d bytes, %v", resp.StatusCode, len(got), err)
+	}
+}
