@@ -107,18 +107,20 @@ func (s *Store) upload(ctx context.Context, md5sum string, r io.Reader, size int
 		}
 		return s.putSingle(ctx, md5sum, b[:n])
 	}
-	first := make([]byte, partSize)
-	n, err := io.ReadFull(in, first)
+	pool := s.partPool(partSize)
+	first := pool.Get().(*[]byte)
+	defer pool.Put(first)
+	n, err := io.ReadFull(in, *first)
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		if err := in.verify(md5sum, size, key); err != nil {
 			return PutResult{}, err
 		}
-		return s.putSingle(ctx, md5sum, first[:n])
+		return s.putSingle(ctx, md5sum, (*first)[:n])
 	case err != nil:
 		return PutResult{}, in.cause(err, key)
 	}
-	return s.putMultipart(ctx, md5sum, in, first, size, partSize)
+	return s.putMultipart(ctx, md5sum, in, (*first)[:n], size, pool)
 }
 
 // Bodies are sent as UNSIGNED-PAYLOAD with Content-MD5: the server checks
@@ -136,7 +138,17 @@ func (s *Store) putSingle(ctx context.Context, md5sum string, b []byte) (PutResu
 	return PutResult{Bytes: int64(len(b))}, nil
 }
 
-func (s *Store) putMultipart(ctx context.Context, md5sum string, in *countingReader, first []byte, size, partSize int64) (res PutResult, err error) {
+// partPool hands out part buffers: the store's own pool for the usual part
+// size (reused across uploads: no fresh pages to fault in per part), a
+// throw-away one for the larger parts of a huge blob.
+func (s *Store) partPool(partSize int64) *sync.Pool {
+	if partSize == s.o.PartSize {
+		return &s.bufs
+	}
+	return &sync.Pool{New: func() any { b := make([]byte, partSize); return &b }}
+}
+
+func (s *Store) putMultipart(ctx context.Context, md5sum string, in *countingReader, first []byte, size int64, pool *sync.Pool) (res PutResult, err error) {
 	key := s.Key(md5sum)
 	id, err := s.core.NewMultipartUpload(ctx, s.o.Bucket, key, minio.PutObjectOptions{ContentType: "application/octet-stream"})
 	if err != nil {
@@ -149,7 +161,6 @@ func (s *Store) putMultipart(ctx context.Context, md5sum string, in *countingRea
 		}
 	}()
 
-	pool := sync.Pool{New: func() any { b := make([]byte, partSize); return &b }}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.o.PartConcurrency)
 	var (
@@ -186,7 +197,7 @@ func (s *Store) putMultipart(ctx context.Context, md5sum string, in *countingRea
 			num++
 			if num > maxParts {
 				pool.Put(buf)
-				readErr = &TooLargeError{Key: key, Size: in.n, Max: int64(maxParts) * partSize}
+				readErr = &TooLargeError{Key: key, Size: in.n, Max: int64(maxParts) * int64(len(first))}
 				break
 			}
 			send(num, (*buf)[:n], buf)

@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -87,6 +88,7 @@ type Store struct {
 	client *minio.Client
 	core   minio.Core
 	http   *http.Client
+	bufs   sync.Pool // part buffers of o.PartSize
 }
 
 var _ blobstore.Store = (*Store)(nil)
@@ -163,7 +165,10 @@ func New(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3store: %w", err)
 	}
-	return &Store{o: o, prefix: strings.Trim(o.Prefix, "/"), client: client, core: minio.Core{Client: client}, http: hc}, nil
+	s := &Store{o: o, prefix: strings.Trim(o.Prefix, "/"), client: client, core: minio.Core{Client: client}, http: hc}
+	partSize := o.PartSize
+	s.bufs.New = func() any { b := make([]byte, partSize); return &b }
+	return s, nil
 }
 
 // credentialsFor: static when both halves are set, else the standard AWS
