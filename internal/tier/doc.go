@@ -35,7 +35,7 @@
 //		return Result{}, ctx.Err() // a *MissError whose Err is ctx's error
 //	}
 //	res, err := fetchFromOrigin(ctx, item)
-//	if err == nil && res.NetworkBytes > 0 { // this call downloaded and verified it
+//	if err == nil && !res.Cached && !res.Shared { // this call downloaded, verified and published it
 //		t.Offer(md5, res.Path, res.Size) // never blocks; false = not queued
 //	}
 //
