@@ -117,6 +117,9 @@ type Config struct {
 	JetsonModule           string
 	L4TVersion             string
 
+	// BlobCache is the shared S3-compatible blob tier of a fleet (docs/fleet.md).
+	BlobCache BlobCache
+
 	// Warnings are problems worth telling the user that do not stop the process,
 	// e.g. an unknown ROBOFLOW_REGION. The CLI logs them at start.
 	Warnings []string
@@ -144,6 +147,7 @@ func Default() Config {
 		ChunkMaxAttempts:         60,
 		APIHost:                  hostUSProd,
 		DirectIO:                 true,
+		BlobCache:                defaultBlobCache(),
 	}
 }
 
@@ -186,6 +190,7 @@ func FromEnv(env func(string) (string, bool)) (Config, error) {
 	c.RunningOnJetson, _ = env(EnvRunningOnJetson)
 	c.JetsonModule, _ = env(EnvJetsonModule)
 	c.L4TVersion, _ = env(EnvL4TVersion)
+	c.BlobCache = r.blobCache()
 	r.lookAlikes()
 
 	if len(r.errs) > 0 {

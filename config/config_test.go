@@ -40,6 +40,14 @@ func TestDefaultMatchesSpec(t *testing.T) {
 		ChunkMaxAttempts:         60,
 		APIHost:                  "https://api.roboflow.com",
 		DirectIO:                 true, // ours (download engine), not in the spec
+		// The reference's MODEL_BLOB_CACHE_* defaults (after 0.36.0), and ours
+		// for the upload bounds.
+		BlobCache: BlobCache{
+			Prefix: "model-blobs", AddressingStyle: "auto",
+			ConnectTimeout: time.Second, ReadTimeout: 2 * time.Second,
+			MaxObjectBytes: 20 * 1024 * 1024 * 1024, FailureThreshold: 3, Cooldown: time.Minute,
+			UploadWorkers: 2, UploadQueue: 8, ExitWait: 30 * time.Second,
+		},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%#v\nwant\n%#v", got, want)

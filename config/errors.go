@@ -18,7 +18,7 @@ func (e *InvalidEnvError) Error() string {
 // invalid builds the error, hiding the value of secret variables so that the error
 // (and any log line or struct dump holding it) never carries the secret.
 func invalid(name, value, accepted string) *InvalidEnvError {
-	if name == EnvAPIKey {
+	if name == EnvAPIKey || name == EnvBlobCacheSecretAccessKey {
 		value = redacted
 	}
 	return &InvalidEnvError{Name: name, Value: value, Accepted: accepted}

@@ -31,6 +31,7 @@ func subcommands(cfg *config.Config) []*cobra.Command {
 		newExportCmd(cfg),
 		newImportCmd(cfg),
 		newPushCmd(cfg),
+		newTierCmd(cfg),
 		// Subcommands must not set PersistentPreRun(E): cobra would then skip the
 		// root's, which applies --home and sets up logging.
 	}
