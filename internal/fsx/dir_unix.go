@@ -1,0 +1,562 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd
+
+package fsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dir is an open directory that anchors no-follow, descriptor-relative file
+// operations (openat, fstatat, readlinkat, unlinkat, renameat, symlinkat):
+// every name given to its methods is a single path component resolved in the
+// directory the descriptor refers to, and a symlink at that name is never
+// followed. A tree walked with Sub therefore never leaves the directory it
+// started from, whatever links are planted in it or swapped in meanwhile.
+//
+// A Dir is safe for concurrent use; Close it once.
+type Dir struct {
+	f    *os.File
+	path string
+}
+
+// OpenRoot opens path as the anchor of a tree. Symlinks in path itself are
+// followed (the cache root is used as written, on-disk contract §1.1); below
+// it, only Sub and the other methods are used.
+func OpenRoot(path string) (*Dir, error) {
+	fd, err := openat(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open directory", Path: path, Err: err}
+	}
+	return &Dir{f: os.NewFile(uintptr(fd), path), path: path}, nil
+}
+
+func openat(dirfd int, name string, flags int, perm uint32) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, flags, perm)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+func (d *Dir) fd() int { return int(d.f.Fd()) }
+
+// Path is the directory's path as it was reached (for messages and for
+// callers that still need a path, such as lock files).
+func (d *Dir) Path() string { return d.path }
+
+// Join returns the path of name in d (for messages).
+func (d *Dir) Join(name string) string {
+	if strings.HasSuffix(d.path, "/") {
+		return d.path + name
+	}
+	return d.path + "/" + name
+}
+
+// Close releases the descriptor.
+func (d *Dir) Close() error { return d.f.Close() }
+
+func (d *Dir) checkName(op, name string) error {
+	if !validName(name) {
+		return &fs.PathError{Op: op, Path: d.Join(name), Err: fs.ErrInvalid}
+	}
+	return nil
+}
+
+// classify turns the error of a no-follow open into *UnsafePathError when
+// name is a symlink (ErrSymlink) or, for a directory open, not a directory
+// (ErrNotDir).
+func (d *Dir) classify(op, name string, err error, wantDir bool) error {
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EMLINK) || errors.Is(err, unix.ENOTDIR) || isEFTYPE(err) {
+		if id, serr := d.Lstat(name); serr == nil {
+			switch {
+			case id.Mode&fs.ModeSymlink != 0:
+				return &UnsafePathError{Op: op, Path: d.Join(name), Kind: ErrSymlink}
+			case wantDir && !id.Mode.IsDir():
+				return &UnsafePathError{Op: op, Path: d.Join(name), Kind: ErrNotDir}
+			}
+		}
+	}
+	return &fs.PathError{Op: op, Path: d.Join(name), Err: err}
+}
+
+// Sub opens the directory name in d without following a symlink at name:
+// a symlink gives *UnsafePathError (ErrSymlink), another type ErrNotDir, a
+// missing name an error matching fs.ErrNotExist.
+func (d *Dir) Sub(name string) (*Dir, error) {
+	if err := d.checkName("open directory", name); err != nil {
+		return nil, err
+	}
+	fd, err := openat(d.fd(), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, d.classify("open directory", name, err, true)
+	}
+	p := d.Join(name)
+	return &Dir{f: os.NewFile(uintptr(fd), p), path: p}, nil
+}
+
+// SubPath opens rel ("a/b/c", no "." or ".." components) one component at a
+// time with Sub.
+func (d *Dir) SubPath(rel string) (*Dir, error) {
+	cur := d
+	for _, name := range strings.Split(rel, "/") {
+		next, err := cur.Sub(name)
+		if cur != d {
+			cur.Close()
+		}
+		if err != nil {
+			return nil, err
+		}
+		cur = next
+	}
+	if cur == d {
+		return nil, &fs.PathError{Op: "open directory", Path: d.Join(rel), Err: fs.ErrInvalid}
+	}
+	return cur, nil
+}
+
+// Stat returns the identity of the directory itself.
+func (d *Dir) Stat() (FileID, error) { return FstatID(d.f) }
+
+// Lstat returns the identity of name in d (fstatat, AT_SYMLINK_NOFOLLOW).
+func (d *Dir) Lstat(name string) (FileID, error) {
+	if err := d.checkName("lstat", name); err != nil {
+		return FileID{}, err
+	}
+	var st unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstatat(d.fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+		return FileID{}, &fs.PathError{Op: "lstat", Path: d.Join(name), Err: err}
+	}
+	return idFromStat(&st), nil
+}
+
+// Readlink returns the text of the symlink name in d.
+func (d *Dir) Readlink(name string) (string, error) {
+	if err := d.checkName("readlink", name); err != nil {
+		return "", err
+	}
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		var n int
+		err := ignoringEINTR(func() (e error) { n, e = unix.Readlinkat(d.fd(), name, buf); return e })
+		if err != nil {
+			return "", &fs.PathError{Op: "readlink", Path: d.Join(name), Err: err}
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// Entries lists the directory (names and type bits, "." and ".." left out),
+// from its start whatever was read before.
+func (d *Dir) Entries() ([]DirEntry, error) {
+	if _, err := d.f.Seek(0, io.SeekStart); err != nil {
+		return nil, &fs.PathError{Op: "rewind directory", Path: d.path, Err: err}
+	}
+	ents, err := d.f.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", d.path, err)
+	}
+	out := make([]DirEntry, len(ents))
+	for i, e := range ents {
+		out[i] = DirEntry{Name: e.Name(), Type: e.Type()}
+	}
+	return out, nil
+}
+
+// Open opens the regular file name in d for reading: no symlink followed, a
+// FIFO or device refused without blocking (*UnsafePathError).
+func (d *Dir) Open(name string) (*os.File, error) {
+	if err := d.checkName("open", name); err != nil {
+		return nil, err
+	}
+	fd, err := openat(d.fd(), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, d.classify("open", name, err, false)
+	}
+	f := os.NewFile(uintptr(fd), d.Join(name))
+	id, err := FstatID(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := checkRegular("open", f.Name(), id.Mode); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ReadFile reads at most limit bytes of the regular file name in d and
+// returns them with the file's identity.
+func (d *Dir) ReadFile(name string, limit int64) ([]byte, FileID, error) {
+	f, err := d.Open(name)
+	if err != nil {
+		return nil, FileID{}, err
+	}
+	defer f.Close()
+	id, err := FstatID(f)
+	if err != nil {
+		return nil, FileID{}, err
+	}
+	n := id.Size
+	if n > limit {
+		n = limit
+	}
+	buf := make([]byte, 0, n+1)
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := f.Read(buf[len(buf):min(int64(cap(buf)), limit)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, FileID{}, fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+	}
+	return buf, id, nil
+}
+
+// Create opens name in d for writing with O_CREAT|O_NOFOLLOW|O_CLOEXEC plus
+// flag (e.g. O_EXCL, O_APPEND, O_WRONLY); a symlink at name is refused.
+func (d *Dir) Create(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	if err := d.checkName("create", name); err != nil {
+		return nil, err
+	}
+	fd, err := openat(d.fd(), name, flag|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
+	if err != nil {
+		return nil, d.classify("create", name, err, false)
+	}
+	return os.NewFile(uintptr(fd), d.Join(name)), nil
+}
+
+// Remove unlinks name in d (a symlink is removed itself, never its target);
+// a directory is refused.
+func (d *Dir) Remove(name string) error {
+	if err := d.checkName("remove", name); err != nil {
+		return err
+	}
+	if err := ignoringEINTR(func() error { return unix.Unlinkat(d.fd(), name, 0) }); err != nil {
+		return &fs.PathError{Op: "remove", Path: d.Join(name), Err: err}
+	}
+	return nil
+}
+
+// RemoveDir removes the empty directory name in d.
+func (d *Dir) RemoveDir(name string) error {
+	if err := d.checkName("remove directory", name); err != nil {
+		return err
+	}
+	if err := ignoringEINTR(func() error { return unix.Unlinkat(d.fd(), name, unix.AT_REMOVEDIR) }); err != nil {
+		return &fs.PathError{Op: "remove directory", Path: d.Join(name), Err: err}
+	}
+	return nil
+}
+
+// RemoveAll removes name in d and, if it is a real directory, everything
+// below it, never descending through a symlink. A missing name is not an
+// error.
+func (d *Dir) RemoveAll(name string) error {
+	id, err := d.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !id.Mode.IsDir() {
+		if err := d.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	sub, err := d.Sub(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ents, err := sub.Entries()
+	if err == nil {
+		for _, e := range ents {
+			if err = sub.RemoveAll(e.Name); err != nil {
+				break
+			}
+		}
+	}
+	sub.Close()
+	if err != nil {
+		return err
+	}
+	if err := d.RemoveDir(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Mkdir creates the directory name in d (mode perm &^ umask).
+func (d *Dir) Mkdir(name string, perm fs.FileMode) error {
+	if err := d.checkName("create directory", name); err != nil {
+		return err
+	}
+	if err := ignoringEINTR(func() error { return unix.Mkdirat(d.fd(), name, uint32(perm.Perm())) }); err != nil {
+		return &fs.PathError{Op: "create directory", Path: d.Join(name), Err: err}
+	}
+	return nil
+}
+
+// EnsureSub opens the directory name in d, creating it first when missing;
+// a symlink or non-directory at name is refused.
+func (d *Dir) EnsureSub(name string, perm fs.FileMode) (*Dir, error) {
+	sub, err := d.Sub(name)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return sub, err
+	}
+	if err := d.Mkdir(name, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	return d.Sub(name)
+}
+
+// Symlink creates the symlink name in d with the given text.
+func (d *Dir) Symlink(target, name string) error {
+	if err := d.checkName("symlink", name); err != nil {
+		return err
+	}
+	if err := ignoringEINTR(func() error { return unix.Symlinkat(target, d.fd(), name) }); err != nil {
+		return &fs.PathError{Op: "symlink", Path: d.Join(name), Err: err}
+	}
+	return nil
+}
+
+// Rename renames old in d to name in to (which may be d), replacing a file
+// or symlink there (the replaced link's target is not touched).
+func (d *Dir) Rename(old string, to *Dir, name string) error {
+	if err := d.checkName("rename", old); err != nil {
+		return err
+	}
+	if err := to.checkName("rename", name); err != nil {
+		return err
+	}
+	if err := ignoringEINTR(func() error { return unix.Renameat(d.fd(), old, to.fd(), name) }); err != nil {
+		return &os.LinkError{Op: "rename", Old: d.Join(old), New: to.Join(name), Err: err}
+	}
+	return nil
+}
+
+// RenameNoReplace renames old in d to name in to only if nothing (of any
+// type) is at name; otherwise it fails with an error matching fs.ErrExist and
+// changes nothing. Across filesystems it fails with EXDEV.
+func (d *Dir) RenameNoReplace(old string, to *Dir, name string) error {
+	if err := d.checkName("rename", old); err != nil {
+		return err
+	}
+	if err := to.checkName("rename", name); err != nil {
+		return err
+	}
+	err := renameatNoReplace(d.fd(), old, to.fd(), name)
+	if err == nil {
+		return nil
+	}
+	wrap := func(err error) error {
+		return &os.LinkError{Op: "rename", Old: d.Join(old), New: to.Join(name), Err: err}
+	}
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.ENOTSUP) {
+		return wrap(err)
+	}
+	// No native no-replace rename: linkat refuses an existing name too.
+	if err := unix.Linkat(d.fd(), old, to.fd(), name, 0); err == nil {
+		if err := unix.Unlinkat(d.fd(), old, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return wrap(err)
+		}
+		return nil
+	} else if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EXDEV) {
+		return wrap(err)
+	}
+	if _, err := to.Lstat(name); err == nil {
+		return wrap(unix.EEXIST)
+	}
+	return d.Rename(old, to, name)
+}
+
+// ReplaceSymlink makes name in d a symlink with text target atomically: a
+// link under ".<name>.link-<token>" renamed over name, then an fsync of d.
+// Whatever name was before is replaced, never written through.
+func (d *Dir) ReplaceSymlink(target, name string) error {
+	tok, err := HexToken()
+	if err != nil {
+		return err
+	}
+	tmp := "." + name + ".link-" + tok
+	if err := d.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := d.Rename(tmp, d, name); err != nil {
+		d.Remove(tmp)
+		return err
+	}
+	return d.Sync()
+}
+
+// WriteFileAtomic is WriteFileAtomic for name in d: exclusive temp, write,
+// fsync, rename over name, fsync of d; a symlink or directory at name is
+// refused.
+func (d *Dir) WriteFileAtomic(name string, data []byte, perm fs.FileMode) (err error) {
+	if err := d.checkName("write", name); err != nil {
+		return err
+	}
+	if err := d.checkReplaceable(name); err != nil {
+		return err
+	}
+	var f *os.File
+	var tmp string
+	for attempt := 0; ; attempt++ {
+		if tmp, err = AtomicTempName(name); err != nil {
+			return err
+		}
+		f, err = d.Create(tmp, unix.O_WRONLY|unix.O_EXCL, perm)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || attempt >= 8 {
+			return fmt.Errorf("create temp for %s: %w", d.Join(name), err)
+		}
+	}
+	defer func() {
+		if err != nil {
+			if f != nil {
+				f.Close()
+			}
+			d.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(perm); err != nil {
+		return fmt.Errorf("chmod temp for %s: %w", d.Join(name), err)
+	}
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write temp for %s: %w", d.Join(name), err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("fsync temp for %s: %w", d.Join(name), err)
+	}
+	err = f.Close()
+	f = nil
+	if err != nil {
+		return fmt.Errorf("close temp for %s: %w", d.Join(name), err)
+	}
+	if err = d.checkReplaceable(name); err != nil {
+		return err
+	}
+	if err = d.Rename(tmp, d, name); err != nil {
+		return err
+	}
+	if serr := d.Sync(); serr != nil {
+		return fmt.Errorf("wrote %s but could not make it durable: %w", d.Join(name), serr)
+	}
+	return nil
+}
+
+func (d *Dir) checkReplaceable(name string) error {
+	id, err := d.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return checkRegular("write", d.Join(name), id.Mode)
+}
+
+// Sync fsyncs the directory (filesystems that cannot are tolerated).
+func (d *Dir) Sync() error {
+	err := ignoringEINTR(func() error { return unix.Fsync(d.fd()) })
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTSUP) {
+		return &fs.PathError{Op: "fsync directory", Path: d.path, Err: err}
+	}
+	return nil
+}
+
+// SetTimes sets the access and modification times of name in d to t
+// without following a symlink (utimensat, AT_SYMLINK_NOFOLLOW).
+func (d *Dir) SetTimes(name string, t time.Time) error {
+	if err := d.checkName("set times", name); err != nil {
+		return err
+	}
+	ts := unix.NsecToTimespec(t.UnixNano())
+	if err := ignoringEINTR(func() error {
+		return unix.UtimesNanoAt(d.fd(), name, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+	}); err != nil {
+		return &fs.PathError{Op: "set times", Path: d.Join(name), Err: err}
+	}
+	return nil
+}
+
+// StableHash streams the regular file name in d into w using buf (nil: a
+// BlockSize buffer) and fails with *ChangedError when its identity changed
+// between the stat before and the fstat after the read, as StableHash does.
+func (d *Dir) StableHash(ctx context.Context, name string, w io.Writer, buf []byte) (FileID, error) {
+	before, err := d.Lstat(name)
+	if err != nil {
+		return FileID{}, err
+	}
+	p := d.Join(name)
+	if err := checkRegular("hash", p, before.Mode); err != nil {
+		return FileID{}, err
+	}
+	f, err := d.Open(name)
+	if err != nil {
+		return FileID{}, err
+	}
+	defer f.Close()
+	opened, err := FstatID(f)
+	if err != nil {
+		return FileID{}, err
+	}
+	if !before.SameFile(opened) {
+		return FileID{}, &ChangedError{Path: p, Before: before, After: opened}
+	}
+	if len(buf) == 0 {
+		buf = make([]byte, BlockSize)
+	}
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return FileID{}, err
+		}
+		m, rerr := io.ReadFull(f, buf)
+		if m > 0 {
+			n += int64(m)
+			if _, err := w.Write(buf[:m]); err != nil {
+				return FileID{}, err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return FileID{}, fmt.Errorf("read %s: %w", p, rerr)
+		}
+	}
+	after, err := FstatID(f)
+	if err != nil {
+		return FileID{}, err
+	}
+	if !before.Unchanged(after) || n != after.Size {
+		return FileID{}, &ChangedError{Path: p, Before: before, After: after}
+	}
+	return after, nil
+}
