@@ -12,9 +12,9 @@ import (
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/layout"
-	"github.com/modelcache/modelcache/internal/maintain"
 	"github.com/modelcache/modelcache/internal/manifest"
 	"github.com/modelcache/modelcache/internal/materialize"
+	"github.com/modelcache/modelcache/internal/meta"
 	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/provider"
@@ -541,7 +541,7 @@ func specFromManifest(m *manifest.Manifest) manifest.Spec {
 func (c *Client) afterLoad(ctx context.Context, pkg *Package, providerName string, o *loadOptions, apiKey *string, md *metadata.ModelMetadata) {
 	c.access.OnModelPackageAccessGranted(ctx, pkg.ModelID, pkg.PackageID, apiKey)
 	if !c.cfg.Offline && pkg.CacheModelID != "" {
-		if err := maintain.TouchLastUsed(c.cache.Home, pkg.CacheModelID, pkg.PackageID); err != nil {
+		if err := meta.TouchLastUsed(c.cache.Home, pkg.CacheModelID, pkg.PackageID); err != nil {
 			c.log.Debug("last-used stamp not written", "err", err)
 		}
 	}

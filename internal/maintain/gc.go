@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -13,9 +12,8 @@ import (
 
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/fsx"
-	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/lock"
-	"github.com/modelcache/modelcache/internal/manifest"
+	"github.com/modelcache/modelcache/internal/meta"
 )
 
 // Defaults of the GC grace periods (on-disk contract §12, download.md §3).
@@ -108,8 +106,11 @@ func (r *GCReport) problem(kind, path, detail string) {
 // every blob a manifest, a package link, an unexpired auto-resolution entry,
 // an offline record or an unexpired lease names, then removes unmarked blobs
 // older than the grace period whose lock is free, stale temp files and
-// partials, expired auto-resolution entries, expired leases and stale stamps.
-// Dangling links and symlinks planted in the cache are reported, not touched.
+// partials, expired auto-resolution entries, expired leases and stale
+// bookkeeping. Dangling links and symlinks planted in the cache are
+// reported, not touched. When a source of marks cannot be read safely (a
+// symlinked models-cache, auto-resolution-cache, offline-weights-registry
+// or .meta), no blob is removed.
 func (m *Maintainer) GC(ctx context.Context, opts GCOptions) (*GCReport, error) {
 	if !opts.DryRun && m.offline() {
 		return nil, errOffline("gc")
@@ -122,8 +123,13 @@ func (m *Maintainer) GC(ctx context.Context, opts GCOptions) (*GCReport, error) 
 		}
 		defer m.unlock(held)
 	}
+	inv, err := m.scan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer inv.t.close()
 	g := &gcRun{m: m, opts: opts, now: m.now(), rep: rep}
-	if err := g.run(ctx, nil); err != nil {
+	if err := g.run(ctx, inv, nil); err != nil {
 		return rep, err
 	}
 	return rep, nil
@@ -131,9 +137,11 @@ func (m *Maintainer) GC(ctx context.Context, opts GCOptions) (*GCReport, error) 
 
 // lockGC takes H/.meta/gc.lock (creating .meta, never through a symlink).
 func (m *Maintainer) lockGC(ctx context.Context) (*lock.Held, error) {
-	if _, err := ensureMetaDir(m.home); err != nil {
+	d, err := meta.Ensure(m.home)
+	if err != nil {
 		return nil, fmt.Errorf("gc lock: %w", err)
 	}
+	d.Close()
 	held, err := m.c.Locks.Lock(ctx, m.home.GCLockPath())
 	if err != nil {
 		return nil, fmt.Errorf("gc lock %s (another gc or purge is running?): %w", m.home.GCLockPath(), err)
@@ -154,10 +162,12 @@ type gcRun struct {
 	rep  *GCReport
 	// ex: what a purge removes (or, dry, would remove) before this pass.
 	ex *exclusions
+	// goneEntries: entries this pass removed (they protect nothing).
+	goneEntries map[string]bool
 }
 
-// exclusions let a dry-run purge compute its GC pass as if its packages,
-// entries and record packages were already gone.
+// exclusions let a purge compute its GC pass as if its packages, entries
+// and record packages were already gone.
 type exclusions struct {
 	pkgDirs    map[string]bool
 	entries    map[string]bool
@@ -173,28 +183,19 @@ func (x *exclusions) recordPackage(path, id string) bool {
 	return x != nil && (x.allRecords || x.records[path][id])
 }
 
-// run is one mark-and-sweep pass. freed, when set (purge), are blobs the
-// caller just orphaned: they are swept without the grace period.
-func (g *gcRun) run(ctx context.Context, freed map[string]bool) error {
-	m := g.m
-	inv, err := m.scan(ctx)
-	if err != nil {
-		return err
+// run is one mark-and-sweep pass over inv (scanned once). freed, when set
+// (purge), are blobs the caller just orphaned: they are swept without the
+// grace period.
+func (g *gcRun) run(ctx context.Context, inv *inventory, freed map[string]bool) error {
+	g.goneEntries = map[string]bool{}
+	for _, p := range inv.t.problems() {
+		g.rep.problem(p.Kind, p.Path, p.Detail)
 	}
 	// Expired entries go first so that they no longer protect anything.
 	if err := g.sweepEntries(ctx, inv); err != nil {
 		return err
 	}
-	if !g.opts.DryRun {
-		if inv, err = m.scan(ctx); err != nil {
-			return err
-		}
-	}
-	mw, err := g.walkModels(ctx, inv)
-	if err != nil {
-		return err
-	}
-	marks := g.mark(inv, mw)
+	marks := g.mark(inv)
 	g.rep.MarkedBlobs = 0
 	for md5 := range marks {
 		if inv.Blobs[md5] != nil {
@@ -204,134 +205,44 @@ func (g *gcRun) run(ctx context.Context, freed map[string]bool) error {
 	if err := g.sweepBlobs(ctx, inv, marks, freed); err != nil {
 		return err
 	}
-	if err := g.sweepTemps(ctx, inv, mw); err != nil {
+	if err := g.sweepTemps(ctx, inv); err != nil {
 		return err
 	}
 	if err := g.sweepMeta(ctx, inv); err != nil {
 		return err
 	}
-	g.reportLinks(inv, mw)
+	g.reportLinks(inv)
 	return nil
 }
 
-// modelsWalk is what one walk of models-cache found.
-type modelsWalk struct {
-	// links: every symlink below models-cache.
-	links []walkedLink
-	// manifestMD5s: every MD5 of every parseable manifest.
-	manifestMD5s map[string]bool
-	// temps: transient files, with the package dir they are in ("" outside).
-	temps []walkedTemp
-	// declared: "<package dir>/<handle>" of parseable manifests.
-	declared map[string]bool
-}
-
-type walkedLink struct {
-	path string
-	text string
-	info linkInfo
-}
-
-type walkedTemp struct {
-	n     node
-	kind  TempKind
-	final string
-}
-
-// walkModels walks all of models-cache (legacy and oddly named dirs too:
-// marking must be conservative). A symlinked models-cache is walked for
-// marks only; nothing is deleted through it.
-func (g *gcRun) walkModels(ctx context.Context, inv *inventory) (*modelsWalk, error) {
-	mw := &modelsWalk{manifestMD5s: map[string]bool{}, declared: map[string]bool{}}
-	root := g.m.home.ModelsCache()
-	fi, err := os.Lstat(root)
-	if errors.Is(err, fs.ErrNotExist) {
-		return mw, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	linked := fi.Mode()&fs.ModeSymlink != 0
-	if linked {
-		g.rep.problem("unsafe-dir", root, "models-cache is a symlink: walked for marks only, nothing below it is removed")
-	}
-	walkRoot := root
-	if linked {
-		walkRoot = root + "/"
-	}
-	err = filepath.WalkDir(walkRoot, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if g.ex.pkgDir(p) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		fi, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		n := nodeOf(p, fi)
-		name := d.Name()
-		switch {
-		case n.isLink():
-			mw.links = append(mw.links, walkedLink{path: p, text: n.LinkText, info: inv.resolveLink(p, n.LinkText)})
-		case name == layout.ManifestFile && n.isRegular():
-			data, err := readNoFollow(p, maxEntryFile)
-			if err != nil {
-				return nil
-			}
-			mf, err := manifest.Parse(data)
-			if err != nil {
-				return nil // its links protect its blobs (§12 step 1)
-			}
-			for _, a := range mf.PackageArtifacts {
-				if a.MD5Hash != nil {
-					mw.manifestMD5s[*a.MD5Hash] = true
-				}
-				mw.declared[filepath.Join(filepath.Dir(p), a.FileHandle)] = true
-			}
-		}
-		if k, final := classifyTemp(name); k != "" && !linked {
-			mw.temps = append(mw.temps, walkedTemp{n: n, kind: k, final: final})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("walk %s: %w", root, err)
-	}
-	return mw, nil
-}
-
 // mark returns every blob md5 something still names, with the first reason.
-func (g *gcRun) mark(inv *inventory, mw *modelsWalk) map[string]string {
+// Every package dir counts, legacy and oddly named ones included.
+func (g *gcRun) mark(inv *inventory) map[string]string {
 	marks := map[string]string{}
 	set := func(md5, why string) {
 		if _, ok := marks[md5]; !ok {
 			marks[md5] = why
 		}
 	}
-	for md5 := range mw.manifestMD5s {
-		set(md5, "manifest")
-	}
-	for _, l := range mw.links {
-		if l.info.BlobMD5 != "" {
-			set(l.info.BlobMD5, "package link")
+	for _, p := range inv.Packages {
+		if g.ex.pkgDir(p.Dir) {
+			continue
+		}
+		if p.Manifest != nil {
+			for _, a := range p.Manifest.PackageArtifacts {
+				if a.MD5Hash != nil {
+					set(*a.MD5Hash, "manifest")
+				}
+			}
+		}
+		for _, li := range p.Links {
+			if li.BlobMD5 != "" {
+				set(li.BlobMD5, "package link")
+			}
 		}
 	}
 	for _, e := range inv.Entries {
-		if e.Entry != nil && !e.Expired && !g.ex.entry(e.Path) {
+		if e.Entry != nil && !e.Expired && !g.ex.entry(e.Path) && !g.goneEntries[e.Path] {
 			for _, md5 := range entryBlobs(e.Entry) {
 				set(md5, "auto-resolution entry")
 			}
@@ -347,6 +258,12 @@ func (g *gcRun) mark(inv *inventory, mw *modelsWalk) map[string]string {
 			}
 		}
 	}
+	if g.ex == nil {
+		// Records that do not parse still protect every md5 they mention.
+		for md5 := range inv.RecordMD5s {
+			set(md5, "offline record")
+		}
+	}
 	for i := range inv.Leases {
 		if !inv.Leases[i].Expired(g.now) {
 			for _, md5 := range inv.Leases[i].Blobs {
@@ -359,11 +276,27 @@ func (g *gcRun) mark(inv *inventory, mw *modelsWalk) map[string]string {
 
 func (g *gcRun) age(t time.Time) time.Duration { return g.now.Sub(t) }
 
+// marksIncomplete names a source of marks that could not be read safely.
+func marksIncomplete(inv *inventory) error {
+	for _, name := range []string{topModels, topEntries, topRecords} {
+		if err := inv.t.unsafe[name]; err != nil {
+			return err
+		}
+	}
+	if inv.LeaseErr != nil {
+		return inv.LeaseErr
+	}
+	return nil
+}
+
 // sweepBlobs removes unmarked blobs: older than the grace period, or in
 // freed (just orphaned by purge), and only while their lock is free.
 func (g *gcRun) sweepBlobs(ctx context.Context, inv *inventory, marks map[string]string, freed map[string]bool) error {
 	if inv.BlobsErr != nil {
-		g.rep.problem("unsafe-dir", g.m.home.SharedBlobs(), inv.BlobsErr.Error())
+		return nil // reported with the tree's problems
+	}
+	if err := marksIncomplete(inv); err != nil {
+		g.rep.problem("blobs-kept", g.m.home.SharedBlobs(), "no blob is collected while a source of marks cannot be read safely: "+err.Error())
 		return nil
 	}
 	for _, se := range inv.SBEntries {
@@ -388,7 +321,7 @@ func (g *gcRun) sweepBlobs(ctx context.Context, inv *inventory, marks map[string
 			g.rep.removed(Item{Kind: "blob", Path: se.node.Path, Bytes: se.node.Size})
 			continue
 		}
-		if err := g.removeBlob(ctx, se); err != nil {
+		if err := g.removeBlob(ctx, inv, se); err != nil {
 			return err
 		}
 	}
@@ -396,8 +329,8 @@ func (g *gcRun) sweepBlobs(ctx context.Context, inv *inventory, marks map[string
 }
 
 // removeBlob deletes one blob while holding its lock, after checking it is
-// still the file that was judged.
-func (g *gcRun) removeBlob(ctx context.Context, se sbEntry) error {
+// still the file that was judged (unlinkat in the shared-blobs descriptor).
+func (g *gcRun) removeBlob(ctx context.Context, inv *inventory, se sbEntry) error {
 	m := g.m
 	lockPath, err := m.c.Blobs.LockPath(se.MD5)
 	if err != nil {
@@ -413,7 +346,8 @@ func (g *gcRun) removeBlob(ctx context.Context, se sbEntry) error {
 		return nil
 	}
 	defer m.unlock(held)
-	id, err := fsx.LstatID(se.node.Path)
+	d := inv.t.dir(topBlobs)
+	id, err := d.Lstat(se.Name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -424,23 +358,11 @@ func (g *gcRun) removeBlob(ctx context.Context, se sbEntry) error {
 		g.rep.skip("blob", se.node.Path, se.node.Size, "changed since it was judged")
 		return nil
 	}
-	if err := os.Remove(se.node.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove blob %s: %w", se.node.Path, err)
+	if err := d.Remove(se.Name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove blob: %w", err)
 	}
+	delete(inv.Blobs, se.MD5)
 	g.rep.removed(Item{Kind: "blob", Path: se.node.Path, Bytes: se.node.Size})
-	// The blob's verified stamp goes with it, and counts in what was reclaimed.
-	var stampBytes int64 = -1
-	if sp, err := VerifiedStampPath(m.home, se.MD5); err == nil {
-		if fi, err := os.Lstat(sp); err == nil && fi.Mode().IsRegular() {
-			stampBytes = fi.Size()
-		}
-	}
-	if err := RemoveVerifiedStamp(m.home, se.MD5); err != nil {
-		m.log.Warn("removing verified stamp failed", "md5", se.MD5, "err", err)
-	} else if stampBytes >= 0 {
-		sp, _ := VerifiedStampPath(m.home, se.MD5)
-		g.rep.removed(Item{Kind: "verified-stamp", Path: sp, Bytes: stampBytes})
-	}
 	return nil
 }
 
@@ -449,8 +371,7 @@ func (g *gcRun) removeBlob(ctx context.Context, se sbEntry) error {
 // there), as a reference candidate scan would.
 func (g *gcRun) sweepEntries(ctx context.Context, inv *inventory) error {
 	if inv.EntryErr != nil {
-		g.rep.problem("unsafe-dir", g.m.home.AutoResolutionCache(), inv.EntryErr.Error())
-		return nil
+		return nil // reported with the tree's problems
 	}
 	for _, e := range inv.Entries {
 		if (e.Err == nil && !e.Expired) || g.ex.entry(e.Path) {
@@ -463,14 +384,16 @@ func (g *gcRun) sweepEntries(ctx context.Context, inv *inventory) error {
 		}
 		if g.opts.DryRun {
 			g.rep.removed(Item{Kind: "entry", Path: e.Path, Bytes: e.node.Size})
+			g.goneEntries[e.Path] = true
 			continue
 		}
 		if _, _, err := g.m.c.Resolutions.Retrieve(ctx, e.Key); err != nil {
 			g.rep.skip("entry", e.Path, e.node.Size, err.Error())
 			continue
 		}
-		if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
+		if _, err := inv.t.dir(topEntries).Lstat(e.Key + ".json"); errors.Is(err, fs.ErrNotExist) {
 			g.rep.removed(Item{Kind: "entry", Path: e.Path, Bytes: e.node.Size})
+			g.goneEntries[e.Path] = true
 		} else {
 			g.rep.skip("entry", e.Path, e.node.Size, "still valid when re-read under its lock")
 		}
@@ -479,32 +402,45 @@ func (g *gcRun) sweepEntries(ctx context.Context, inv *inventory) error {
 }
 
 // sweepTemps removes stale transient files everywhere under H.
-func (g *gcRun) sweepTemps(ctx context.Context, inv *inventory, mw *modelsWalk) error {
+func (g *gcRun) sweepTemps(ctx context.Context, inv *inventory) error {
 	var cands []walkedTemp
 	// shared-blobs: blobstore's names.
 	if inv.BlobsErr == nil {
 		for _, se := range inv.SBEntries {
 			if k := blobTempKind(se.Kind); k != "" {
-				final := se.MD5
-				cands = append(cands, walkedTemp{n: se.node, kind: k, final: final})
+				cands = append(cands, walkedTemp{n: se.node, kind: k, final: se.MD5, dir: topBlobs, name: se.Name})
 			}
 		}
 	}
-	for _, t := range mw.temps {
-		if t.kind == TempReference && mw.declared[t.n.Path] {
-			continue // a declared handle that merely looks like a temp
+	for _, ms := range inv.Models {
+		cands = append(cands, ms.Temps...)
+		for _, p := range ms.Packages {
+			if g.ex.pkgDir(p.Dir) {
+				continue
+			}
+			declared := map[string]bool{}
+			if p.Manifest != nil {
+				for _, a := range p.Manifest.PackageArtifacts {
+					declared[a.FileHandle] = true
+				}
+			}
+			for _, t := range p.Temps {
+				if t.kind == TempReference && declared[t.n.Rel] {
+					continue // a declared handle that merely looks like a temp
+				}
+				cands = append(cands, t)
+			}
 		}
-		cands = append(cands, t)
 	}
-	for _, dir := range []string{g.m.home.AutoResolutionCache(), g.m.home.OfflineRegistry()} {
-		ts, err := flatTemps(dir)
+	for _, top := range []string{topEntries, topRecords} {
+		ts, err := flatTemps(inv.t, top)
 		if err != nil {
-			g.rep.problem("unsafe-dir", dir, err.Error())
+			g.rep.problem("unsafe-dir", inv.t.path(top), err.Error())
 			continue
 		}
 		cands = append(cands, ts...)
 	}
-	metaTemps, err := g.metaTemps(ctx)
+	metaTemps, err := g.metaTemps(ctx, inv)
 	if err != nil {
 		return err
 	}
@@ -516,6 +452,10 @@ func (g *gcRun) sweepTemps(ctx context.Context, inv *inventory, mw *modelsWalk) 
 		if c.kind == TempJournal {
 			journals[strings.TrimSuffix(c.n.Path, ".json")] = c
 		}
+	}
+	byPath := map[string]walkedTemp{}
+	for _, c := range cands {
+		byPath[c.n.Path] = c
 	}
 	handled := map[string]bool{}
 	for _, c := range cands {
@@ -531,7 +471,7 @@ func (g *gcRun) sweepTemps(ctx context.Context, inv *inventory, mw *modelsWalk) 
 			j, hasJournal := journals[partial]
 			var jdata []byte
 			if hasJournal {
-				jdata, _ = readNoFollow(j.n.Path, maxMetaFile)
+				jdata = g.readTemp(inv, j)
 				if jdata == nil {
 					jdata = []byte{}
 				}
@@ -545,8 +485,8 @@ func (g *gcRun) sweepTemps(ctx context.Context, inv *inventory, mw *modelsWalk) 
 				group = append(group, j)
 			}
 			if c.kind == TempJournal {
-				if p, err := os.Lstat(partial); err == nil {
-					group = append(group, walkedTemp{n: nodeOf(partial, p), kind: TempPartial, final: c.final})
+				if p, ok := byPath[partial]; ok {
+					group = append(group, p)
 				}
 			}
 			for _, x := range group {
@@ -558,13 +498,13 @@ func (g *gcRun) sweepTemps(ctx context.Context, inv *inventory, mw *modelsWalk) 
 				}
 				continue
 			}
-			if err := g.removeTemps(ctx, group); err != nil {
+			if err := g.removeTemps(ctx, inv, group); err != nil {
 				return err
 			}
 		case TempCorrupt:
 			// Known-bad bytes moved aside: no grace needed.
 			handled[c.n.Path] = true
-			if err := g.removeTemps(ctx, []walkedTemp{c}); err != nil {
+			if err := g.removeTemps(ctx, inv, []walkedTemp{c}); err != nil {
 				return err
 			}
 		default:
@@ -573,7 +513,7 @@ func (g *gcRun) sweepTemps(ctx context.Context, inv *inventory, mw *modelsWalk) 
 				g.rep.skip(string(c.kind), c.n.Path, c.n.Size, "younger than the grace period")
 				continue
 			}
-			if err := g.removeTemps(ctx, []walkedTemp{c}); err != nil {
+			if err := g.removeTemps(ctx, inv, []walkedTemp{c}); err != nil {
 				return err
 			}
 		}
@@ -581,80 +521,101 @@ func (g *gcRun) sweepTemps(ctx context.Context, inv *inventory, mw *modelsWalk) 
 	return nil
 }
 
+// readTemp reads a (small) journal through its directory's descriptor.
+func (g *gcRun) readTemp(inv *inventory, t walkedTemp) []byte {
+	d, closeDir, err := inv.t.openDirRel(t.dir)
+	if err != nil {
+		return nil
+	}
+	defer closeDir()
+	data, _, err := d.ReadFile(t.base(), maxMetaFile)
+	if err != nil {
+		return nil
+	}
+	return data
+}
+
 // flatTemps lists transient names in a flat metadata dir (never through a
 // symlinked dir).
-func flatTemps(dir string) ([]walkedTemp, error) {
-	fi, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+func flatTemps(t *tree, top string) ([]walkedTemp, error) {
+	if err := t.unsafe[top]; err != nil {
+		return nil, nil // reported with the tree's problems
+	}
+	d := t.dir(top)
+	if d == nil {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	if !fi.IsDir() {
-		return nil, &fsx.UnsafePathError{Op: "sweep", Path: dir, Kind: kindOf(fi)}
-	}
-	ents, err := os.ReadDir(dir)
+	ents, err := d.Entries()
 	if err != nil {
 		return nil, err
 	}
 	var out []walkedTemp
 	for _, e := range ents {
-		k, final := classifyTemp(e.Name())
+		k, final := classifyTemp(e.Name)
 		if k == "" {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
-		fi, err := os.Lstat(p)
+		id, err := d.Lstat(e.Name)
 		if err != nil {
 			continue
 		}
-		out = append(out, walkedTemp{n: nodeOf(p, fi), kind: k, final: final})
+		out = append(out, walkedTemp{n: nodeOf(d.Join(e.Name), id), kind: k, final: final, dir: top, name: e.Name})
 	}
 	return out, nil
 }
 
-func (g *gcRun) metaTemps(ctx context.Context) ([]walkedTemp, error) {
-	dir, err := metaDirNoFollow(g.m.home)
-	if err != nil {
-		g.rep.problem("unsafe-dir", g.m.home.Meta(), err.Error())
-		return nil, nil
-	}
-	if dir == "" {
+// metaTemps finds transient names anywhere below .meta.
+func (g *gcRun) metaTemps(ctx context.Context, inv *inventory) ([]walkedTemp, error) {
+	d := inv.t.dir(topMeta)
+	if d == nil {
 		return nil, nil
 	}
 	var out []walkedTemp
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	var walk func(d *fsx.Dir, rel string, depth int) error
+	walk = func(d *fsx.Dir, rel string, depth int) error {
+		ents, err := d.Entries()
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
+			return err
+		}
+		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			return err
+			if e.IsDir() {
+				if depth >= 4 {
+					continue
+				}
+				sub, err := d.Sub(e.Name)
+				if err != nil {
+					continue
+				}
+				err = walk(sub, rel+"/"+e.Name, depth+1)
+				sub.Close()
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			k, final := classifyTemp(e.Name)
+			if k == "" {
+				continue
+			}
+			id, err := d.Lstat(e.Name)
+			if err != nil {
+				continue
+			}
+			out = append(out, walkedTemp{n: nodeOf(d.Join(e.Name), id), kind: k, final: final, dir: rel, name: e.Name})
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		k, final := classifyTemp(d.Name())
-		if k == "" {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		out = append(out, walkedTemp{n: nodeOf(p, fi), kind: k, final: final})
 		return nil
-	})
-	return out, err
+	}
+	return out, walk(d, topMeta, 0)
 }
 
 // removeTemps deletes a group of transient files (a partial and its
 // journal) while the lock of their final name is free. Only regular files
-// and, for link temps, the symlink itself are removed.
-func (g *gcRun) removeTemps(ctx context.Context, group []walkedTemp) error {
+// and, for link temps, the symlink itself are removed (unlinkat in their
+// directory's descriptor).
+func (g *gcRun) removeTemps(ctx context.Context, inv *inventory, group []walkedTemp) error {
 	if g.opts.DryRun {
 		for _, t := range group {
 			g.rep.removed(Item{Kind: string(t.kind), Path: t.n.Path, Bytes: t.n.Size})
@@ -662,21 +623,28 @@ func (g *gcRun) removeTemps(ctx context.Context, group []walkedTemp) error {
 		return nil
 	}
 	first := group[0]
-	lockPath := filepath.Join(filepath.Dir(first.n.Path), "."+first.final+".lock")
-	if first.final == "" || strings.HasPrefix(first.final, ".") {
-		lockPath = "" // a temp of a dotfile (e.g. a journal's temp): judged by age only
+	d, closeDir, err := inv.t.openDirRel(first.dir)
+	if err != nil {
+		for _, t := range group {
+			g.rep.skip(string(t.kind), t.n.Path, t.n.Size, "its directory cannot be opened safely: "+err.Error())
+		}
+		return nil
 	}
-	if filepath.Dir(first.n.Path) == g.m.home.SharedBlobs() && md5NameRE.MatchString(first.final) {
+	defer closeDir()
+	lockName := "." + first.final + ".lock"
+	useLock := first.final != "" && !strings.HasPrefix(first.final, ".")
+	lockPath := d.Join(lockName)
+	if first.dir == topBlobs && md5NameRE.MatchString(first.final) {
 		lockPath, _ = g.m.c.Blobs.LockPath(first.final)
 	}
-	if lockPath != "" {
-		fi, err := os.Lstat(lockPath)
+	if useLock {
+		id, err := d.Lstat(lockName)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			// Nobody has locked it: writers lock before they create temps.
 		case err != nil:
 			return err
-		case !fi.Mode().IsRegular():
+		case !id.IsRegular():
 			for _, t := range group {
 				g.rep.skip(string(t.kind), t.n.Path, t.n.Size, "its lock file is not a regular file")
 			}
@@ -693,40 +661,45 @@ func (g *gcRun) removeTemps(ctx context.Context, group []walkedTemp) error {
 		}
 	}
 	for _, t := range group {
-		fi, err := os.Lstat(t.n.Path)
+		id, err := d.Lstat(t.base())
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		isLinkTemp := t.kind == TempLink && fi.Mode()&fs.ModeSymlink != 0
-		if !fi.Mode().IsRegular() && !isLinkTemp {
+		isLinkTemp := t.kind == TempLink && id.Mode&fs.ModeSymlink != 0
+		if !id.IsRegular() && !isLinkTemp {
 			g.rep.skip(string(t.kind), t.n.Path, t.n.Size, "not a regular file")
 			continue
 		}
-		if err := os.Remove(t.n.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove %s: %w", t.n.Path, err)
+		if err := d.Remove(t.base()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
-		g.rep.removed(Item{Kind: string(t.kind), Path: t.n.Path, Bytes: fi.Size()})
+		g.rep.removed(Item{Kind: string(t.kind), Path: t.n.Path, Bytes: id.Size})
 	}
 	return nil
 }
 
 // sweepMeta removes expired leases, last-used stamps of packages that are
-// gone and verified stamps of blobs that are gone (all older than grace).
+// gone (older than grace) and compacts the verified records to the blobs
+// that remain.
 func (g *gcRun) sweepMeta(ctx context.Context, inv *inventory) error {
 	for _, p := range inv.BadLeases {
 		g.rep.problem("unreadable-lease", p, "not a lease document; it protects nothing")
 	}
-	for i := range inv.Leases {
-		l := &inv.Leases[i]
-		if !l.Expired(g.now) {
-			continue
+	md := inv.t.dir(topMeta)
+	if md == nil {
+		return nil
+	}
+	if ld, err := md.Sub(meta.LeasesDir); err == nil {
+		for i := range inv.Leases {
+			l := &inv.Leases[i]
+			if l.Expired(g.now) {
+				g.removeMeta(ld, filepath.Base(l.Path), "lease")
+			}
 		}
-		if err := g.removeMeta(l.Path, "lease"); err != nil {
-			return err
-		}
+		ld.Close()
 	}
 	pkgs := map[string]bool{}
 	for _, p := range inv.Packages {
@@ -734,87 +707,122 @@ func (g *gcRun) sweepMeta(ctx context.Context, inv *inventory) error {
 			pkgs[p.Slug+"/"+p.PackageID] = true
 		}
 	}
-	if dir, err := metaDirNoFollow(g.m.home, lastUsedDir); err == nil && dir != "" {
-		slugs, _ := os.ReadDir(dir)
+	if lu, err := md.Sub(meta.LastUsedDir); err == nil {
+		defer lu.Close()
+		slugs, _ := lu.Entries()
+		models := inv.t.dir(topModels)
 		for _, s := range slugs {
 			if !s.IsDir() {
 				continue
 			}
-			files, _ := os.ReadDir(filepath.Join(dir, s.Name()))
+			sd, err := lu.Sub(s.Name)
+			if err != nil {
+				continue
+			}
+			files, _ := sd.Entries()
 			for _, f := range files {
 				if err := ctx.Err(); err != nil {
+					sd.Close()
 					return err
 				}
-				if k, _ := classifyTemp(f.Name()); k != "" || pkgs[s.Name()+"/"+f.Name()] {
+				if k, _ := classifyTemp(f.Name); k != "" || pkgs[s.Name+"/"+f.Name] {
 					continue
 				}
 				// The package may be materializing right now without a dir
-				// visible to the scan yet: the model dir must be gone too, or
-				// the package dir, checked again here.
-				if _, err := os.Lstat(filepath.Join(g.m.home.ModelsCache(), s.Name(), f.Name())); err == nil {
-					continue
+				// the scan saw: it must still be gone now.
+				if models != nil && !g.ex.pkgDir(models.Join(s.Name)+"/"+f.Name) {
+					if md, err := models.Sub(s.Name); err == nil {
+						_, err := md.Lstat(f.Name)
+						md.Close()
+						if err == nil {
+							continue
+						}
+					}
 				}
-				if err := g.removeMeta(filepath.Join(dir, s.Name(), f.Name()), "last-used"); err != nil {
-					return err
-				}
+				g.removeMeta(sd, f.Name, "last-used")
 			}
+			sd.Close()
 		}
 	}
-	if dir, err := metaDirNoFollow(g.m.home, verifiedDir); err == nil && dir != "" {
-		files, _ := os.ReadDir(dir)
-		for _, f := range files {
-			if !md5NameRE.MatchString(f.Name()) || inv.Blobs[f.Name()] != nil {
-				continue
-			}
-			if _, err := os.Lstat(filepath.Join(g.m.home.SharedBlobs(), f.Name())); err == nil {
-				continue
-			}
-			if err := g.removeMeta(filepath.Join(dir, f.Name()), "verified-stamp"); err != nil {
-				return err
-			}
+	// Verified records of blobs that are gone (and legacy record files).
+	if inv.BlobsErr == nil {
+		keep := func(md5 string) bool { return inv.Blobs[md5] != nil }
+		st, err := meta.CompactVerified(ctx, g.m.home, keep, g.opts.DryRun)
+		if err != nil {
+			g.m.log.Warn("compacting verified records failed", "err", err)
+		} else if st.Dropped > 0 || st.Migrated > 0 {
+			g.rep.removed(Item{Kind: "verified-records", Path: md.Join(meta.VerifiedLog), Bytes: st.Reclaimed()})
 		}
 	}
 	return nil
 }
 
-func (g *gcRun) removeMeta(p, kind string) error {
-	fi, err := os.Lstat(p)
+// removeMeta unlinks a bookkeeping file older than grace in d.
+func (g *gcRun) removeMeta(d *fsx.Dir, name, kind string) {
+	id, err := d.Lstat(name)
 	if err != nil {
-		return nil
+		return
 	}
-	if !fi.Mode().IsRegular() {
-		g.rep.problem("unsafe-meta", p, "not a regular file; left alone")
-		return nil
+	if !id.IsRegular() {
+		g.rep.problem("unsafe-meta", d.Join(name), "not a regular file; left alone")
+		return
 	}
-	if g.age(fi.ModTime()) < g.opts.Grace {
-		return nil
+	if g.age(time.Unix(0, id.MtimeNS)) < g.opts.Grace {
+		return
 	}
 	if !g.opts.DryRun {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove %s: %w", p, err)
+		if err := d.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			g.m.log.Warn("removing bookkeeping failed", "path", d.Join(name), "err", err)
+			return
 		}
 	}
-	g.rep.removed(Item{Kind: kind, Path: p, Bytes: fi.Size()})
-	return nil
+	g.rep.removed(Item{Kind: kind, Path: d.Join(name), Bytes: id.Size})
 }
 
 // reportLinks reports links that dangle or lead out of the cache.
-func (g *gcRun) reportLinks(inv *inventory, mw *modelsWalk) {
-	gone := map[string]bool{}
-	if !g.opts.DryRun {
-		for _, it := range g.rep.Removed {
-			if it.Kind == "blob" {
-				gone[filepath.Base(it.Path)] = true
+func (g *gcRun) reportLinks(inv *inventory) {
+	for _, p := range inv.Packages {
+		if g.ex.pkgDir(p.Dir) {
+			continue
+		}
+		rels := make([]string, 0, len(p.Links))
+		for rel := range p.Links {
+			rels = append(rels, rel)
+		}
+		sort.Strings(rels)
+		for _, rel := range rels {
+			li := p.Links[rel]
+			path := p.Dir + "/" + rel
+			switch {
+			case !li.Inside:
+				g.rep.problem("outside-link", path, "symlink to "+li.Resolved+" leads outside the cache; never followed")
+			case li.OurBlob && inv.Blobs[li.BlobMD5] == nil:
+				g.rep.problem("dangling-link", path, "blob "+li.BlobMD5+" is missing; the next online load downloads it again")
 			}
 		}
 	}
-	for _, l := range mw.links {
-		switch {
-		case !l.info.Inside:
-			g.rep.problem("outside-link", l.path, "symlink to "+l.text+" leads outside the cache; never followed")
-		case l.info.OurBlob && (inv.Blobs[l.info.BlobMD5] == nil || gone[l.info.BlobMD5]):
-			g.rep.problem("dangling-link", l.path, "blob "+l.info.BlobMD5+" is missing; the next online load downloads it again")
+	for _, n := range inv.OddModels {
+		if n.isLink() {
+			g.rep.problem("outside-link", n.Path, "a symlinked model dir (to "+n.LinkText+"); never entered")
 		}
 	}
 	sort.Slice(g.rep.Problems, func(i, j int) bool { return g.rep.Problems[i].Path < g.rep.Problems[j].Path })
+}
+
+// walkedTemp is a transient file found by a walk.
+type walkedTemp struct {
+	n     node
+	kind  TempKind
+	final string
+	// dir is the directory relative to H; name the entry's name in it.
+	dir  string
+	name string
+}
+
+// base is the temp's name in its directory.
+func (t walkedTemp) base() string {
+	if t.name != "" {
+		return t.name
+	}
+	return filepath.Base(t.n.Path)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/layout"
+	"github.com/modelcache/modelcache/internal/meta"
 	"github.com/modelcache/modelcache/internal/offlinereg"
 	"github.com/modelcache/modelcache/internal/pyjson"
 )
@@ -39,6 +39,26 @@ type PurgeOptions struct {
 	DryRun bool
 	// Grace and PartialGrace of the GC pass for temp files (see GCOptions).
 	Grace, PartialGrace time.Duration
+	// Progress, when set, is called after each step that changed the cache
+	// (not in a dry run): a package removed, an entry or record updated.
+	Progress func(PurgeEvent)
+}
+
+// PurgeEvent reports one completed step of a purge.
+type PurgeEvent struct {
+	// Step: "entry", "record", "manifest" (the package is no longer
+	// complete), "package" (its dir is gone).
+	Step string
+	Path string
+}
+
+// PurgedModel says what a purge found for one requested model id.
+type PurgedModel struct {
+	ModelID string `json:"model_id"`
+	// State: "removed" (its packages went), "gone" (nothing of it was left
+	// to remove: purged before, or never cached), "kept" (something stayed;
+	// see the packages' reasons).
+	State string `json:"state"`
 }
 
 // PurgedPackage is one package dir removed (or to be removed).
@@ -66,7 +86,9 @@ type RecordChange struct {
 
 // PurgeReport is the result of Purge.
 type PurgeReport struct {
-	DryRun   bool            `json:"dry_run"`
+	DryRun bool `json:"dry_run"`
+	// Models: one line per requested model id.
+	Models   []PurgedModel   `json:"models"`
 	Packages []PurgedPackage `json:"packages"`
 	Entries  []Item          `json:"entries"`
 	Records  []RecordChange  `json:"records"`
@@ -84,6 +106,10 @@ type PurgeReport struct {
 // it is no longer complete), its links, and its dir. The blobs it leaves
 // orphaned are swept by a GC pass of the same call, so nothing dangling or
 // orphaned remains. Packages under an unexpired lease are skipped.
+//
+// Purge is idempotent: a model id of which nothing is left (an interrupted
+// purge already removed it, or it was never cached) is reported as gone,
+// and a rerun of an interrupted purge finishes what remains.
 func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport, error) {
 	if len(opts.ModelIDs) == 0 && !opts.Models && !opts.ResolutionCache && !opts.Blobs && !opts.All {
 		return nil, fmt.Errorf("purge: %w: name models, or pass --models, --resolution-cache, --blobs or --all", errdefs.ErrInvalidParameter)
@@ -118,12 +144,18 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 	if err != nil {
 		return nil, err
 	}
-	rep := &PurgeReport{DryRun: opts.DryRun, Packages: []PurgedPackage{}, Entries: []Item{}, Records: []RecordChange{}}
+	defer inv.t.close()
+	progress := func(step, path string) {
+		if opts.Progress != nil && !opts.DryRun {
+			opts.Progress(PurgeEvent{Step: step, Path: path})
+		}
+	}
+	rep := &PurgeReport{DryRun: opts.DryRun, Models: []PurgedModel{}, Packages: []PurgedPackage{}, Entries: []Item{}, Records: []RecordChange{}}
 	ex := &exclusions{pkgDirs: map[string]bool{}, entries: map[string]bool{}, records: map[string]map[string]bool{}, allRecords: opts.All}
 
-	pkgs, err := m.selectPackages(inv, opts)
-	if err != nil {
-		return nil, err
+	pkgs, found := m.selectPackages(inv, opts)
+	if (opts.Models || len(opts.ModelIDs) > 0) && inv.t.unsafe[topModels] != nil {
+		return nil, fmt.Errorf("purge: %w", inv.t.unsafe[topModels])
 	}
 	leased := inv.leasedPackages(m.now())
 	dependents := inv.dependents(pkgs)
@@ -167,10 +199,10 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 			for _, p := range targets {
 				hit = hit || entryNamesPackage(e.Entry, p.Slug, p.PackageID)
 			}
-			if opts.ResolutionCache {
-				for _, id := range opts.ModelIDs {
-					hit = hit || entryNames(e.Entry, id)
-				}
+			for _, id := range opts.ModelIDs {
+				// An entry of a model of which no package is left (an
+				// interrupted purge) goes too.
+				hit = hit || (entryNames(e.Entry, id) && (opts.ResolutionCache || len(pkgs) == 0 || !found[id]))
 			}
 		}
 		if hit {
@@ -190,11 +222,12 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 			if err := m.c.Resolutions.Invalidate(ctx, e.Key); err != nil {
 				return rep, fmt.Errorf("purge entry %s: %w", e.Path, err)
 			}
-			if _, err := os.Lstat(e.Path); err == nil {
+			if _, err := inv.t.dir(topEntries).Lstat(e.Key + ".json"); err == nil {
 				it.Reason = "not removed (a symlink, or re-created concurrently)"
 				rep.Entries = append(rep.Entries, it)
 				continue
 			}
+			progress("entry", e.Path)
 		}
 		rep.Entries = append(rep.Entries, it)
 		rep.ReclaimedBytes += it.Bytes
@@ -203,8 +236,10 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 	// materialization lock, §9 rule 6).
 	for _, ch := range changes {
 		if !opts.DryRun {
-			if err := m.applyRecordChange(ctx, &ch); err != nil {
+			if err := m.applyRecordChange(ctx, inv, &ch); err != nil {
 				ch.Error = err.Error()
+			} else {
+				progress("record", ch.Path)
 			}
 		}
 		if ch.Deleted && ch.Error == "" {
@@ -222,12 +257,25 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 			rep.ReclaimedBytes += pp.Bytes
 			continue
 		}
-		if err := m.removePackage(ctx, inv, pp); err != nil {
+		if err := m.removePackage(ctx, inv, pp, progress); err != nil {
 			pp.Skipped = err.Error()
 			continue
 		}
 		pp.Removed = true
 		rep.ReclaimedBytes += pp.Bytes
+	}
+	for _, id := range opts.ModelIDs {
+		state := "gone"
+		if found[id] {
+			state = "removed"
+			slug, _ := layout.Slug(id)
+			for _, pp := range rep.Packages {
+				if pp.Skipped != "" && filepath.Base(filepath.Dir(pp.Dir)) == slug {
+					state = "kept"
+				}
+			}
+		}
+		rep.Models = append(rep.Models, PurgedModel{ModelID: id, State: state})
 	}
 	// 4. The GC pass: blobs the purge orphaned go now; with --blobs every
 	// unmarked blob does.
@@ -242,20 +290,32 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 			delete(ex.pkgDirs, pp.Dir)
 		}
 	}
-	g := &gcRun{m: m, opts: GCOptions{DryRun: opts.DryRun, Grace: opts.Grace, PartialGrace: opts.PartialGrace},
-		now: m.now(), rep: newGCReport(GCOptions{DryRun: opts.DryRun, Grace: opts.Grace, PartialGrace: opts.PartialGrace}), ex: ex}
-	if err := g.run(ctx, freed); err != nil {
-		rep.GC = g.rep
+	gopts := GCOptions{DryRun: opts.DryRun, Grace: opts.Grace, PartialGrace: opts.PartialGrace}
+	g := &gcRun{m: m, opts: gopts, now: m.now(), rep: newGCReport(gopts), ex: ex}
+	err = g.run(ctx, inv, freed)
+	rep.GC = g.rep
+	if err != nil {
 		return rep, err
 	}
-	rep.GC = g.rep
 	rep.ReclaimedBytes += g.rep.ReclaimedBytes
 	return rep, nil
 }
 
-func (m *Maintainer) selectPackages(inv *inventory, opts PurgeOptions) ([]*pkgScan, error) {
+// selectPackages returns the packages the options select and, per requested
+// model id, whether anything of it (packages, entries, records) was found.
+func (m *Maintainer) selectPackages(inv *inventory, opts PurgeOptions) ([]*pkgScan, map[string]bool) {
+	found := map[string]bool{}
 	if opts.Models {
-		return inv.Packages, nil
+		var out []*pkgScan
+		for _, p := range inv.Packages {
+			if p.Valid {
+				out = append(out, p)
+			}
+		}
+		for _, id := range opts.ModelIDs {
+			found[id] = true
+		}
+		return out, found
 	}
 	var out []*pkgScan
 	seen := map[*pkgScan]bool{}
@@ -265,16 +325,7 @@ func (m *Maintainer) selectPackages(inv *inventory, opts PurgeOptions) ([]*pkgSc
 	}
 	for _, id := range opts.ModelIDs {
 		ps := inv.modelPackages(id)
-		found := len(ps) > 0
-		if !found && !opts.ResolutionCache {
-			for _, e := range inv.Entries {
-				found = found || (e.Entry != nil && entryNames(e.Entry, id))
-			}
-			found = found || len(inv.recordsNaming(id)) > 0
-			if !found {
-				return nil, &NotFoundError{ModelID: id}
-			}
-		}
+		found[id] = len(ps) > 0
 		for _, p := range ps {
 			if seen[p] || (len(wantPkg) > 0 && !wantPkg[p.PackageID]) {
 				continue
@@ -283,17 +334,17 @@ func (m *Maintainer) selectPackages(inv *inventory, opts PurgeOptions) ([]*pkgSc
 			out = append(out, p)
 		}
 	}
-	return out, nil
+	return out, found
 }
 
 // dependents maps each selected package to a package outside the selection
 // whose dependency link leads to it ("" when none).
 func (inv *inventory) dependents(selected []*pkgScan) map[*pkgScan]string {
 	sel := map[*pkgScan]bool{}
-	byReal := map[string]*pkgScan{}
+	byRel := map[string]*pkgScan{}
 	for _, p := range selected {
 		sel[p] = true
-		byReal[realOr(p.Dir)] = p
+		byRel[p.Rel] = p
 	}
 	out := map[*pkgScan]string{}
 	for _, p := range inv.Packages {
@@ -301,17 +352,21 @@ func (inv *inventory) dependents(selected []*pkgScan) map[*pkgScan]string {
 			continue
 		}
 		for rel, li := range p.Links {
-			if !strings.HasPrefix(rel, layout.DependenciesDir+"/") {
+			if !strings.HasPrefix(rel, layout.DependenciesDir+"/") || !li.Inside {
 				continue
 			}
-			if dep := byReal[li.Resolved]; dep != nil && out[dep] == "" {
+			if dep := byRel[li.Rel]; dep != nil && out[dep] == "" {
 				out[dep] = p.Dir
 			}
 		}
 		if p.Manifest != nil {
 			for _, d := range p.Manifest.DependencyPackagePaths {
-				if dep := byReal[d.TargetPath]; dep != nil && out[dep] == "" {
-					out[dep] = p.Dir
+				for _, root := range []string{inv.RealHome, filepath.Clean(inv.Home.Root)} {
+					if rel, ok := relWithin(filepath.Clean(d.TargetPath), root); ok {
+						if dep := byRel[rel]; dep != nil && out[dep] == "" {
+							out[dep] = p.Dir
+						}
+					}
 				}
 			}
 		}
@@ -376,35 +431,35 @@ func (m *Maintainer) planRecords(inv *inventory, targets []*pkgScan, all bool, e
 
 // applyRecordChange rewrites (or deletes) one record under its lock,
 // re-reading it there so that a concurrent warm-up is not lost.
-func (m *Maintainer) applyRecordChange(ctx context.Context, ch *RecordChange) error {
-	dir := m.c.Registry.Dir()
-	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
-		if err == nil {
-			err = &fsx.UnsafePathError{Op: "update record in", Path: dir, Kind: kindOf(fi)}
-		}
-		return err
+func (m *Maintainer) applyRecordChange(ctx context.Context, inv *inventory, ch *RecordChange) error {
+	d := inv.t.dir(topRecords)
+	if d == nil {
+		return nil
 	}
-	lockPath := filepath.Join(dir, "."+filepath.Base(ch.Path)+".lock")
-	held, err := m.c.Locks.Lock(ctx, lockPath)
+	name := filepath.Base(ch.Path)
+	held, err := m.c.Locks.Lock(ctx, d.Join("."+name+".lock"))
 	if err != nil {
 		return err
 	}
 	defer m.unlock(held)
-	data, err := readNoFollow(ch.Path, maxEntryFile)
+	data, _, err := d.ReadFile(name, maxEntryFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	rec, err := offlinereg.ParseRecord(data)
-	if err != nil || ch.Deleted {
-		// An unreadable record is skipped by every reader; it goes with its packages.
-		if err := removeRegular(ch.Path); err != nil {
+	remove := func() error {
+		if err := d.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		ch.Deleted = true
-		return fsx.SyncDir(dir)
+		return d.Sync()
+	}
+	rec, err := offlinereg.ParseRecord(data)
+	if err != nil || ch.Deleted {
+		// An unreadable record is skipped by every reader; it goes with its packages.
+		return remove()
 	}
 	gone := map[string]bool{}
 	for _, id := range ch.RemovedPackages {
@@ -422,11 +477,7 @@ func (m *Maintainer) applyRecordChange(ctx context.Context, ch *RecordChange) er
 		kept = append(kept, p)
 	}
 	if len(kept) == 0 {
-		if err := removeRegular(ch.Path); err != nil {
-			return err
-		}
-		ch.Deleted = true
-		return fsx.SyncDir(dir)
+		return remove()
 	}
 	rec.Doc.Set("packages", kept)
 	if pr, ok := rec.Doc.Get("proven"); ok {
@@ -443,93 +494,81 @@ func (m *Maintainer) applyRecordChange(ctx context.Context, ch *RecordChange) er
 		return err
 	}
 	ch.Deleted = false
-	return fsx.WriteFileAtomic(ch.Path, out, offlinereg.DefaultFileMode)
+	return d.WriteFileAtomic(name, out, offlinereg.DefaultFileMode)
 }
 
 // removePackage deletes one package dir under its materialization lock:
 // entries that re-appeared meanwhile, the manifest, the links, the dir, its
-// last-used stamp. Nothing is followed: a symlinked model or package dir is
-// refused, and links inside are unlinked, never their targets.
-func (m *Maintainer) removePackage(ctx context.Context, inv *inventory, pp *PurgedPackage) error {
-	models := m.home.ModelsCache()
-	if fi, err := os.Lstat(models); err != nil || !fi.IsDir() {
-		if err == nil {
-			err = &fsx.UnsafePathError{Op: "purge in", Path: models, Kind: kindOf(fi)}
-		}
+// last-used stamp. Everything is unlinked through descriptors opened without
+// following links: a symlinked model or package dir is refused, and links
+// inside are unlinked, never their targets.
+func (m *Maintainer) removePackage(ctx context.Context, inv *inventory, pp *PurgedPackage, progress func(step, path string)) error {
+	models := inv.t.dir(topModels)
+	if models == nil {
+		return fmt.Errorf("purge: %s is not a directory", m.home.ModelsCache())
+	}
+	slug := filepath.Base(filepath.Dir(pp.Dir))
+	md, err := models.Sub(slug)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // gone meanwhile
+	}
+	if err != nil {
 		return err
 	}
-	modelDir := filepath.Dir(pp.Dir)
-	for _, d := range []string{modelDir, pp.Dir} {
-		fi, err := os.Lstat(d)
-		if err != nil {
-			return err
-		}
-		if !fi.IsDir() {
-			return &fsx.UnsafePathError{Op: "purge", Path: d, Kind: kindOf(fi)}
-		}
+	defer md.Close()
+	pd, err := md.Sub(pp.PackageID)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	held, err := m.c.Locks.Lock(ctx, filepath.Join(modelDir, "."+pp.PackageID+".materialization.lock"))
+	if err != nil {
+		return err
+	}
+	defer pd.Close()
+	held, err := m.c.Locks.Lock(ctx, md.Join("."+pp.PackageID+".materialization.lock"))
 	if err != nil {
 		return fmt.Errorf("package is being materialized: %w", err)
 	}
 	defer m.unlock(held)
 	// A load may have registered an entry since step 1.
-	slug := filepath.Base(modelDir)
-	if ents, err := m.rescanEntries(ctx); err == nil {
+	if d := inv.t.dir(topEntries); d != nil {
+		ents, _ := d.Entries()
+		now := m.now()
 		for _, e := range ents {
-			if e.Entry != nil && entryNamesPackage(e.Entry, slug, pp.PackageID) {
-				if err := m.c.Resolutions.Invalidate(ctx, e.Key); err != nil {
+			if !entryRE.MatchString(e.Name) {
+				continue
+			}
+			es := m.readEntry(d, e.Name, now)
+			if es != nil && es.Entry != nil && entryNamesPackage(es.Entry, slug, pp.PackageID) {
+				if err := m.c.Resolutions.Invalidate(ctx, es.Key); err != nil {
 					return err
 				}
 			}
 		}
 	}
-	if err := removeRegular(filepath.Join(pp.Dir, layout.ManifestFile)); err != nil {
-		return fmt.Errorf("remove manifest: %w", err)
-	}
-	if err := fsx.SyncDir(pp.Dir); err != nil {
-		return err
-	}
-	// Links next, deepest first, each unlinked itself.
-	var links []string
-	err = filepath.WalkDir(pp.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+	if id, err := pd.Lstat(layout.ManifestFile); err == nil {
+		if !id.IsRegular() {
+			return &fsx.UnsafePathError{Op: "remove", Path: pd.Join(layout.ManifestFile), Kind: kindOfMode(id.Mode)}
+		}
+		if err := pd.Remove(layout.ManifestFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove manifest: %w", err)
+		}
+		if err := pd.Sync(); err != nil {
 			return err
 		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			links = append(links, p)
-		}
-		return nil
-	})
-	if err != nil {
+		progress("manifest", pd.Join(layout.ManifestFile))
+	}
+	// The rest, links first (RemoveAll unlinks a link as an entry and never
+	// descends through one).
+	pd.Close()
+	if err := md.RemoveAll(pp.PackageID); err != nil {
 		return err
 	}
-	sort.Sort(sort.Reverse(sort.StringSlice(links)))
-	for _, l := range links {
-		if err := os.Remove(l); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	// os.RemoveAll removes symlinks as entries and never descends through
-	// them (unlinkat/openat with O_NOFOLLOW).
-	if err := os.RemoveAll(pp.Dir); err != nil {
+	if err := md.Sync(); err != nil {
 		return err
 	}
-	if err := fsx.SyncDir(modelDir); err != nil {
-		return err
-	}
-	if dir, err := metaDirNoFollow(m.home, lastUsedDir, slug); err == nil && dir != "" {
-		if err := removeRegular(filepath.Join(dir, pp.PackageID)); err != nil {
-			m.log.Warn("removing last-used stamp failed", "package", pp.Dir, "err", err)
-		}
+	progress("package", pp.Dir)
+	if err := meta.RemoveLastUsed(m.home, slug, pp.PackageID); err != nil {
+		m.log.Warn("removing last-used stamp failed", "package", pp.Dir, "err", err)
 	}
 	return nil
-}
-
-func (m *Maintainer) rescanEntries(ctx context.Context) ([]*entryScan, error) {
-	inv := &inventory{Home: m.home}
-	if err := m.scanEntries(ctx, inv); err != nil {
-		return nil, err
-	}
-	return inv.Entries, nil
 }

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/offlinereg"
@@ -184,7 +182,7 @@ func appendLog(home layout.Home, data []byte, sync bool) error {
 		if err != nil {
 			return fmt.Errorf("verified records: %w", err)
 		}
-		if err := flock(f, unix.LOCK_SH); err != nil {
+		if err := lockShared(f); err != nil {
 			f.Close()
 			return fmt.Errorf("verified records: lock %s: %w", f.Name(), err)
 		}
@@ -212,15 +210,6 @@ func appendLog(home layout.Home, data []byte, sync bool) error {
 			return fmt.Errorf("verified records: %w", err)
 		}
 		return nil
-	}
-}
-
-func flock(f *os.File, how int) error {
-	for {
-		err := unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			return err
-		}
 	}
 }
 
@@ -497,7 +486,7 @@ func CompactVerified(ctx context.Context, home layout.Home, keep func(md5 string
 	default:
 		defer f.Close()
 		if !dryRun {
-			if err := flock(f, unix.LOCK_EX); err != nil {
+			if err := lockExclusive(f); err != nil {
 				return st, fmt.Errorf("verified records: lock: %w", err)
 			}
 		}
