@@ -128,9 +128,26 @@ func (m *Maintainer) GC(ctx context.Context, opts GCOptions) (*GCReport, error) 
 		return nil, err
 	}
 	defer inv.t.close()
+	// Blobs of purges killed before their GC pass go without grace.
+	var freed map[string]bool
+	done := func() error { return nil }
+	if !opts.DryRun {
+		pending, d, err := meta.PendingPurges(m.home)
+		if err != nil {
+			m.log.Warn("reading purge intents failed", "err", err)
+		}
+		done = d
+		freed = map[string]bool{}
+		for _, md5 := range pending {
+			freed[md5] = true
+		}
+	}
 	g := &gcRun{m: m, opts: opts, now: m.now(), rep: rep}
-	if err := g.run(ctx, inv, nil); err != nil {
+	if err := g.run(ctx, inv, freed); err != nil {
 		return rep, err
+	}
+	if err := done(); err != nil {
+		m.log.Warn("removing finished purge intents failed", "err", err)
 	}
 	return rep, nil
 }

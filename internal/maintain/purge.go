@@ -212,6 +212,37 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 	// Records: drop the packages that go (all records with --all).
 	changes := m.planRecords(inv, targets, opts.All, ex)
 
+	// Blobs an earlier purge was about to collect when it was killed.
+	var pendingDone func() error
+	if !opts.DryRun {
+		pending, done, err := meta.PendingPurges(m.home)
+		if err != nil {
+			m.log.Warn("reading purge intents failed", "err", err)
+		}
+		for _, md5 := range pending {
+			freed[md5] = true
+		}
+		pendingDone = done
+		// This run's intent, before anything is removed: a kill from here on
+		// leaves it for the rerun.
+		var mine []string
+		for md5 := range freed {
+			mine = append(mine, md5)
+		}
+		sort.Strings(mine)
+		if len(mine) > 0 {
+			done, err := meta.WritePurgeIntent(m.home, mine)
+			if err != nil {
+				return nil, fmt.Errorf("purge: %w", err)
+			}
+			defer func() {
+				if err := done(); err != nil {
+					m.log.Warn("removing the purge intent failed", "err", err)
+				}
+			}()
+		}
+	}
+
 	// 1. Entries, under their locks.
 	for _, e := range inv.Entries {
 		if !ex.entries[e.Path] {
@@ -296,6 +327,11 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 	rep.GC = g.rep
 	if err != nil {
 		return rep, err
+	}
+	if pendingDone != nil {
+		if err := pendingDone(); err != nil {
+			m.log.Warn("removing finished purge intents failed", "err", err)
+		}
 	}
 	rep.ReclaimedBytes += g.rep.ReclaimedBytes
 	return rep, nil
