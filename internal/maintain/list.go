@@ -248,7 +248,7 @@ func (m *Maintainer) Show(ctx context.Context, modelID string) (*ModelDetail, er
 	if err != nil {
 		return nil, err
 	}
-	inv, err := m.scan(ctx)
+	inv, err := m.scanModel(ctx, modelID)
 	if err != nil {
 		return nil, err
 	}

@@ -573,7 +573,7 @@ func (m *Maintainer) removePackage(ctx context.Context, inv *inventory, pp *Purg
 			if !entryRE.MatchString(e.Name) {
 				continue
 			}
-			es := m.readEntry(d, e.Name, now)
+			es := m.readEntry(d, e.Name, now, nil)
 			if es != nil && es.Entry != nil && entryNamesPackage(es.Entry, slug, pp.PackageID) {
 				if err := m.c.Resolutions.Invalidate(ctx, es.Key); err != nil {
 					return err

@@ -247,7 +247,7 @@ func (m *Maintainer) scanTree(ctx context.Context, t *tree) (*inventory, error) 
 		Users: map[string][]*pkgScan{}, RecordMD5s: map[string]bool{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.scanBlobs(gctx, inv) })
-	g.Go(func() error { return m.scanEntries(gctx, inv) })
+	g.Go(func() error { return m.scanEntries(gctx, inv, nil) })
 	g.Go(func() error { return m.scanRecords(gctx, inv) })
 	g.Go(func() error {
 		d := t.dir(topMeta)
@@ -358,7 +358,9 @@ func (m *Maintainer) scanBlobs(ctx context.Context, inv *inventory) error {
 // file of a package and its dependencies; a few MiB at most).
 const maxEntryFile = 64 << 20
 
-func (m *Maintainer) scanEntries(ctx context.Context, inv *inventory) error {
+// scanEntries reads every entry; with filter, only those whose bytes it
+// accepts are parsed and kept.
+func (m *Maintainer) scanEntries(ctx context.Context, inv *inventory, filter func([]byte) bool) error {
 	t := inv.t
 	if err := t.unsafe[topEntries]; err != nil {
 		inv.EntryErr = err
@@ -391,7 +393,7 @@ func (m *Maintainer) scanEntries(ctx context.Context, inv *inventory) error {
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				out[i] = m.readEntry(d, names[i], now)
+				out[i] = m.readEntry(d, names[i], now, filter)
 			}
 			return nil
 		})
@@ -408,7 +410,7 @@ func (m *Maintainer) scanEntries(ctx context.Context, inv *inventory) error {
 }
 
 // readEntry reads and parses one entry (nil when it vanished meanwhile).
-func (m *Maintainer) readEntry(d *fsx.Dir, name string, now time.Time) *entryScan {
+func (m *Maintainer) readEntry(d *fsx.Dir, name string, now time.Time, filter func([]byte) bool) *entryScan {
 	es := &entryScan{Key: strings.TrimSuffix(name, ".json"), Path: d.Join(name)}
 	data, id, err := d.ReadFile(name, maxEntryFile)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -425,6 +427,9 @@ func (m *Maintainer) readEntry(d *fsx.Dir, name string, now time.Time) *entrySca
 		return es
 	}
 	es.node = nodeOf(es.Path, id)
+	if filter != nil && !filter(data) {
+		return nil
+	}
 	es.Entry, es.Err = autoresolve.ParseEntry(data)
 	if es.Entry != nil {
 		es.Expired = m.ttl <= 0 || now.Sub(es.Entry.CreatedAt.Time) > m.ttl

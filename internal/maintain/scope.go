@@ -1,0 +1,227 @@
+package maintain
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/modelcache/modelcache/internal/fsx"
+	"github.com/modelcache/modelcache/internal/layout"
+	"github.com/modelcache/modelcache/internal/pyjson"
+)
+
+// scanModel builds the inventory `show` needs for one model id, touching
+// only what that needs: the model's dirs (and those of packages an offline
+// record files under the id) in full; of every other package only its links
+// (readlinkat, for the blob reference counts of shared bytes); only the
+// blobs these packages use (fstatat each); only the entries whose bytes
+// name the id (the rest are read but not parsed); the records.
+func (m *Maintainer) scanModel(ctx context.Context, modelID string) (*inventory, error) {
+	slug, err := layout.Slug(modelID)
+	if err != nil {
+		return nil, err
+	}
+	t, err := openTree(m.home)
+	if err != nil {
+		return nil, err
+	}
+	inv := &inventory{t: t, Home: m.home, RealHome: t.realRoot, Blobs: map[string]*blobScan{},
+		Users: map[string][]*pkgScan{}, RecordMD5s: map[string]bool{}}
+	fail := func(err error) (*inventory, error) { t.close(); return nil, err }
+	if err := m.scanRecords(ctx, inv); err != nil {
+		return fail(err)
+	}
+	needles := [][]byte{[]byte(`"` + modelID + `"`)}
+	if enc, err := pyjson.Marshal(modelID); err == nil && !bytes.Equal(enc, needles[0]) {
+		needles = append(needles, enc)
+	}
+	err = m.scanEntries(ctx, inv, func(data []byte) bool {
+		for _, n := range needles {
+			if bytes.Contains(data, n) {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return fail(err)
+	}
+	slugs := map[string]bool{slug: true}
+	for _, r := range inv.recordsNaming(modelID) {
+		for _, rp := range r.Packages {
+			if s, err := layout.Slug(rp.Owner); err == nil {
+				slugs[s] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(slugs))
+	for s := range slugs {
+		names = append(names, s)
+	}
+	if err := m.scanPackages(ctx, inv, names); err != nil {
+		return fail(err)
+	}
+	if err := m.countUsers(ctx, inv, slugs); err != nil {
+		return fail(err)
+	}
+	if err := m.statBlobs(inv); err != nil {
+		return fail(err)
+	}
+	inv.recordPresence()
+	return inv, nil
+}
+
+// countUsers adds to inv.Users the packages of every model dir not in skip,
+// reading only their links.
+func (m *Maintainer) countUsers(ctx context.Context, inv *inventory, skip map[string]bool) error {
+	models := inv.t.dir(topModels)
+	if models == nil {
+		return nil
+	}
+	ents, err := models.Entries()
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(m.workers())
+	for _, e := range ents {
+		if !e.IsDir() || skip[e.Name] {
+			continue
+		}
+		g.Go(func() error {
+			pkgs, err := m.linksOf(gctx, inv.t, models, e.Name)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for _, p := range pkgs {
+				for _, md5 := range p.Blobs {
+					inv.Users[md5] = append(inv.Users[md5], p)
+				}
+			}
+			mu.Unlock()
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// linksOf walks one model dir for its packages' blob links only.
+func (m *Maintainer) linksOf(ctx context.Context, t *tree, models *fsx.Dir, slug string) ([]*pkgScan, error) {
+	md, err := models.Sub(slug)
+	if err != nil {
+		return nil, nil // gone, or not a real dir: never entered
+	}
+	defer md.Close()
+	ents, err := md.Entries()
+	if err != nil {
+		return nil, err
+	}
+	var out []*pkgScan
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		pd, err := md.Sub(e.Name)
+		if err != nil {
+			continue
+		}
+		ps := &pkgScan{Rel: topModels + "/" + slug + "/" + e.Name}
+		ps.Slug, ps.PackageID, ps.Dir = slug, e.Name, pd.Path()
+		blobs := map[string]bool{}
+		var walk func(d *fsx.Dir, rel string) error
+		walk = func(d *fsx.Dir, rel string) error {
+			ents, err := d.Entries()
+			if err != nil {
+				return err
+			}
+			for _, e := range ents {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				switch {
+				case e.IsSymlink():
+					text, err := d.Readlink(e.Name)
+					if err != nil {
+						continue
+					}
+					if li := t.classifyLink(ps.Rel+dirSuffix(rel), text); li.OurBlob {
+						blobs[li.BlobMD5] = true
+					}
+				case e.IsDir():
+					sub, err := d.Sub(e.Name)
+					if err != nil {
+						continue
+					}
+					r := e.Name
+					if rel != "" {
+						r = rel + "/" + e.Name
+					}
+					err = walk(sub, r)
+					sub.Close()
+					if err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
+		err = walk(pd, "")
+		pd.Close()
+		if err != nil {
+			return nil, err
+		}
+		for md5 := range blobs {
+			ps.Blobs = append(ps.Blobs, md5)
+		}
+		sort.Strings(ps.Blobs)
+		out = append(out, ps)
+	}
+	return out, nil
+}
+
+// statBlobs fills inv.Blobs for the blobs the walked packages link to or
+// declare (fstatat each in shared-blobs; nothing else is listed).
+func (m *Maintainer) statBlobs(inv *inventory) error {
+	if err := inv.t.unsafe[topBlobs]; err != nil {
+		inv.BlobsErr = err
+		return nil
+	}
+	d := inv.t.dir(topBlobs)
+	if d == nil {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, p := range inv.Packages {
+		for _, md5 := range p.Blobs {
+			want[md5] = true
+		}
+		if p.Manifest != nil {
+			for _, a := range p.Manifest.PackageArtifacts {
+				if a.MD5Hash != nil && md5NameRE.MatchString(*a.MD5Hash) {
+					want[*a.MD5Hash] = true
+				}
+			}
+		}
+	}
+	for md5 := range want {
+		id, err := d.Lstat(md5)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if id.IsRegular() {
+			n := nodeOf(d.Join(md5), id)
+			inv.Blobs[md5] = &blobScan{MD5: md5, Path: n.Path, Size: id.Size, ModTime: n.ModTime, node: n}
+		}
+	}
+	return nil
+}
