@@ -56,8 +56,18 @@ func WritePurgeIntent(home layout.Home, blobs []string) (done func() error, err 
 		if err := d.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+		removeIfEmpty(home)
 		return nil
 	}, nil
+}
+
+// removeIfEmpty drops .meta/purges once no intent is left (fails harmlessly
+// when another purge's intent is there).
+func removeIfEmpty(home layout.Home) {
+	if d, err := Open(home); err == nil && d != nil {
+		d.RemoveDir(PurgesDir)
+		d.Close()
+	}
 }
 
 // PendingPurges returns the blobs of intents left by purges that did not
@@ -99,6 +109,7 @@ func PendingPurges(home layout.Home) (blobs []string, done func() error, err err
 				errs = append(errs, err)
 			}
 		}
+		removeIfEmpty(home)
 		return errors.Join(errs...)
 	}, nil
 }
