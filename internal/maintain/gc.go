@@ -209,8 +209,10 @@ func (g *gcRun) run(ctx context.Context, inv *inventory, freed map[string]bool) 
 		g.rep.problem(p.Kind, p.Path, p.Detail)
 	}
 	// Expired entries go first so that they no longer protect anything.
-	if err := g.sweepEntries(ctx, inv); err != nil {
-		return err
+	if !inv.partial {
+		if err := g.sweepEntries(ctx, inv); err != nil {
+			return err
+		}
 	}
 	marks := g.mark(inv)
 	g.rep.MarkedBlobs = 0
@@ -221,6 +223,22 @@ func (g *gcRun) run(ctx context.Context, inv *inventory, freed map[string]bool) 
 	}
 	if err := g.sweepBlobs(ctx, inv, marks, freed); err != nil {
 		return err
+	}
+	if inv.partial {
+		// A targeted purge: the blobs it orphaned and nothing else (gc does
+		// the rest); their verified records are forgotten.
+		var gone []string
+		for _, it := range g.rep.Removed {
+			if it.Kind == "blob" {
+				gone = append(gone, filepath.Base(it.Path))
+			}
+		}
+		if len(gone) > 0 && !g.opts.DryRun {
+			if err := meta.ForgetVerified(g.m.home, gone...); err != nil {
+				g.m.log.Warn("forgetting verified records failed", "err", err)
+			}
+		}
+		return nil
 	}
 	if err := g.sweepTemps(ctx, inv); err != nil {
 		return err
@@ -239,6 +257,11 @@ func (g *gcRun) mark(inv *inventory) map[string]string {
 	set := func(md5, why string) {
 		if _, ok := marks[md5]; !ok {
 			marks[md5] = why
+		}
+	}
+	for _, p := range inv.Others {
+		for _, md5 := range p.MarkMD5s {
+			set(md5, "package link or manifest")
 		}
 	}
 	for _, p := range inv.Packages {
@@ -328,6 +351,9 @@ func (g *gcRun) sweepBlobs(ctx context.Context, inv *inventory, marks map[string
 			continue
 		}
 		if _, ok := marks[se.MD5]; ok {
+			continue
+		}
+		if inv.partial && !freed[se.MD5] {
 			continue
 		}
 		if !freed[se.MD5] && g.age(se.node.ModTime) < g.opts.Grace {

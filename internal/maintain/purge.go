@@ -140,7 +140,24 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 		}
 		defer m.unlock(held)
 	}
-	inv, err := m.scan(ctx)
+	// Models named without --models/--all/--blobs/--resolution-cache: only
+	// they are walked in full (plus what the reference counts need).
+	// Blobs an earlier purge was about to collect when it was killed.
+	var pending []string
+	pendingDone := func() error { return nil }
+	if !opts.DryRun {
+		var err error
+		if pending, pendingDone, err = meta.PendingPurges(m.home); err != nil {
+			m.log.Warn("reading purge intents failed", "err", err)
+		}
+	}
+	var inv *inventory
+	var err error
+	if len(opts.ModelIDs) > 0 && !opts.Models && !opts.Blobs && !opts.ResolutionCache {
+		inv, err = m.scanForPurge(ctx, opts.ModelIDs, pending)
+	} else {
+		inv, err = m.scan(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -212,17 +229,10 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 	// Records: drop the packages that go (all records with --all).
 	changes := m.planRecords(inv, targets, opts.All, ex)
 
-	// Blobs an earlier purge was about to collect when it was killed.
-	var pendingDone func() error
 	if !opts.DryRun {
-		pending, done, err := meta.PendingPurges(m.home)
-		if err != nil {
-			m.log.Warn("reading purge intents failed", "err", err)
-		}
 		for _, md5 := range pending {
 			freed[md5] = true
 		}
-		pendingDone = done
 		// This run's intent, before anything is removed: a kill from here on
 		// leaves it for the rerun.
 		var mine []string
@@ -328,10 +338,8 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 	if err != nil {
 		return rep, err
 	}
-	if pendingDone != nil {
-		if err := pendingDone(); err != nil {
-			m.log.Warn("removing finished purge intents failed", "err", err)
-		}
+	if err := pendingDone(); err != nil {
+		m.log.Warn("removing finished purge intents failed", "err", err)
 	}
 	rep.ReclaimedBytes += g.rep.ReclaimedBytes
 	return rep, nil
@@ -383,7 +391,7 @@ func (inv *inventory) dependents(selected []*pkgScan) map[*pkgScan]string {
 		byRel[p.Rel] = p
 	}
 	out := map[*pkgScan]string{}
-	for _, p := range inv.Packages {
+	for _, p := range append(append([]*pkgScan{}, inv.Packages...), inv.Others...) {
 		if sel[p] {
 			continue
 		}

@@ -134,6 +134,9 @@ type pkgScan struct {
 	LastUsed *time.Time
 	// Temps are transient files in the package (with their dirs' rel).
 	Temps []walkedTemp
+	// MarkMD5s (links-only scans): md5s its links name lexically or its
+	// manifest mentions, for conservative marks.
+	MarkMD5s []string
 }
 
 // modelScan is one directory of models-cache.
@@ -217,6 +220,11 @@ type inventory struct {
 	LeaseErr   error
 	// Users counts, per blob md5, the packages linking to it.
 	Users map[string][]*pkgScan
+	// Others: packages of a targeted scan read for their links only.
+	Others []*pkgScan
+	// partial: a targeted scan (only some models walked in full, only the
+	// candidate blobs known): its GC pass sweeps those blobs and nothing else.
+	partial bool
 }
 
 // workers bounds the parallelism of walks and hashing.
@@ -249,30 +257,7 @@ func (m *Maintainer) scanTree(ctx context.Context, t *tree) (*inventory, error) 
 	g.Go(func() error { return m.scanBlobs(gctx, inv) })
 	g.Go(func() error { return m.scanEntries(gctx, inv, nil) })
 	g.Go(func() error { return m.scanRecords(gctx, inv) })
-	g.Go(func() error {
-		d := t.dir(topMeta)
-		if err := t.unsafe[topMeta]; err != nil {
-			inv.LeaseErr = err
-			return nil
-		}
-		if d == nil {
-			return nil
-		}
-		ld, err := d.Sub(meta.LeasesDir)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil
-		case err != nil:
-			inv.LeaseErr = err
-			return nil
-		}
-		defer ld.Close()
-		inv.Leases, inv.BadLeases, err = meta.ReadLeasesIn(gctx, ld)
-		if err != nil {
-			return fmt.Errorf("read leases: %w", err)
-		}
-		return nil
-	})
+	g.Go(func() error { return m.scanLeases(gctx, inv) })
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
@@ -281,6 +266,33 @@ func (m *Maintainer) scanTree(ctx context.Context, t *tree) (*inventory, error) 
 	}
 	inv.recordPresence()
 	return inv, nil
+}
+
+// scanLeases reads .meta/leases (LeaseErr when it cannot be read safely).
+func (m *Maintainer) scanLeases(ctx context.Context, inv *inventory) error {
+	t := inv.t
+	d := t.dir(topMeta)
+	if err := t.unsafe[topMeta]; err != nil {
+		inv.LeaseErr = err
+		return nil
+	}
+	if d == nil {
+		return nil
+	}
+	ld, err := d.Sub(meta.LeasesDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		inv.LeaseErr = err
+		return nil
+	}
+	defer ld.Close()
+	inv.Leases, inv.BadLeases, err = meta.ReadLeasesIn(ctx, ld)
+	if err != nil {
+		return fmt.Errorf("read leases: %w", err)
+	}
+	return nil
 }
 
 func realOr(p string) string {
