@@ -226,18 +226,9 @@ func (g *gcRun) run(ctx context.Context, inv *inventory, freed map[string]bool) 
 	}
 	if inv.partial {
 		// A targeted purge: the blobs it orphaned and nothing else (gc does
-		// the rest); their verified records are forgotten.
-		var gone []string
-		for _, it := range g.rep.Removed {
-			if it.Kind == "blob" {
-				gone = append(gone, filepath.Base(it.Path))
-			}
-		}
-		if len(gone) > 0 && !g.opts.DryRun {
-			if err := meta.ForgetVerified(g.m.home, gone...); err != nil {
-				g.m.log.Warn("forgetting verified records failed", "err", err)
-			}
-		}
+		// the rest). Their verified records stay until gc or verify compacts
+		// the log: a record never matches a later file of the same name
+		// (another inode and mtime).
 		return nil
 	}
 	if err := g.sweepTemps(ctx, inv); err != nil {
