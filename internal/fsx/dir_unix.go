@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,8 +25,12 @@ import (
 //
 // A Dir is safe for concurrent use; Close it once.
 type Dir struct {
-	f    *os.File
+	// fd is a raw descriptor: no *os.File, whose creation costs an fcntl and
+	// a finalizer per directory of a walk.
+	fd   int
 	path string
+	// listed: Entries ran before (the offset must be rewound).
+	listed atomic.Bool
 }
 
 // OpenRoot opens path as the anchor of a tree. Symlinks in path itself are
@@ -36,7 +41,7 @@ func OpenRoot(path string) (*Dir, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open directory", Path: path, Err: err}
 	}
-	return &Dir{f: os.NewFile(uintptr(fd), path), path: path}, nil
+	return &Dir{fd: fd, path: path}, nil
 }
 
 func openat(dirfd int, name string, flags int, perm uint32) (int, error) {
@@ -47,8 +52,6 @@ func openat(dirfd int, name string, flags int, perm uint32) (int, error) {
 		}
 	}
 }
-
-func (d *Dir) fd() int { return int(d.f.Fd()) }
 
 // Path is the directory's path as it was reached (for messages and for
 // callers that still need a path, such as lock files).
@@ -63,7 +66,7 @@ func (d *Dir) Join(name string) string {
 }
 
 // Close releases the descriptor.
-func (d *Dir) Close() error { return d.f.Close() }
+func (d *Dir) Close() error { return unix.Close(d.fd) }
 
 func (d *Dir) checkName(op, name string) error {
 	if !validName(name) {
@@ -96,12 +99,11 @@ func (d *Dir) Sub(name string) (*Dir, error) {
 	if err := d.checkName("open directory", name); err != nil {
 		return nil, err
 	}
-	fd, err := openat(d.fd(), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := openat(d.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, d.classify("open directory", name, err, true)
 	}
-	p := d.Join(name)
-	return &Dir{f: os.NewFile(uintptr(fd), p), path: p}, nil
+	return &Dir{fd: fd, path: d.Join(name)}, nil
 }
 
 // SubPath opens rel ("a/b/c", no "." or ".." components) one component at a
@@ -125,7 +127,13 @@ func (d *Dir) SubPath(rel string) (*Dir, error) {
 }
 
 // Stat returns the identity of the directory itself.
-func (d *Dir) Stat() (FileID, error) { return FstatID(d.f) }
+func (d *Dir) Stat() (FileID, error) {
+	var st unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstat(d.fd, &st) }); err != nil {
+		return FileID{}, &fs.PathError{Op: "fstat", Path: d.path, Err: err}
+	}
+	return idFromStat(&st), nil
+}
 
 // Lstat returns the identity of name in d (fstatat, AT_SYMLINK_NOFOLLOW).
 func (d *Dir) Lstat(name string) (FileID, error) {
@@ -133,7 +141,7 @@ func (d *Dir) Lstat(name string) (FileID, error) {
 		return FileID{}, err
 	}
 	var st unix.Stat_t
-	if err := ignoringEINTR(func() error { return unix.Fstatat(d.fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+	if err := ignoringEINTR(func() error { return unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 		return FileID{}, &fs.PathError{Op: "lstat", Path: d.Join(name), Err: err}
 	}
 	return idFromStat(&st), nil
@@ -147,7 +155,7 @@ func (d *Dir) Readlink(name string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
 		var n int
-		err := ignoringEINTR(func() (e error) { n, e = unix.Readlinkat(d.fd(), name, buf); return e })
+		err := ignoringEINTR(func() (e error) { n, e = unix.Readlinkat(d.fd, name, buf); return e })
 		if err != nil {
 			return "", &fs.PathError{Op: "readlink", Path: d.Join(name), Err: err}
 		}
@@ -160,16 +168,24 @@ func (d *Dir) Readlink(name string) (string, error) {
 // Entries lists the directory (names and type bits, "." and ".." left out),
 // from its start whatever was read before.
 func (d *Dir) Entries() ([]DirEntry, error) {
-	if _, err := d.f.Seek(0, io.SeekStart); err != nil {
-		return nil, &fs.PathError{Op: "rewind directory", Path: d.path, Err: err}
+	if d.listed.Swap(true) {
+		if _, err := unix.Seek(d.fd, 0, io.SeekStart); err != nil {
+			return nil, &fs.PathError{Op: "rewind directory", Path: d.path, Err: err}
+		}
 	}
-	ents, err := d.f.ReadDir(-1)
+	out, err := readDirents(d.fd)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", d.path, err)
 	}
-	out := make([]DirEntry, len(ents))
-	for i, e := range ents {
-		out[i] = DirEntry{Name: e.Name(), Type: e.Type()}
+	for i := range out {
+		if out[i].Type == unknownType {
+			id, err := d.Lstat(out[i].Name)
+			if err != nil {
+				out[i].Type = 0
+				continue
+			}
+			out[i].Type = id.Mode.Type()
+		}
 	}
 	return out, nil
 }
@@ -180,7 +196,7 @@ func (d *Dir) Open(name string) (*os.File, error) {
 	if err := d.checkName("open", name); err != nil {
 		return nil, err
 	}
-	fd, err := openat(d.fd(), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := openat(d.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, d.classify("open", name, err, false)
 	}
@@ -198,33 +214,41 @@ func (d *Dir) Open(name string) (*os.File, error) {
 }
 
 // ReadFile reads at most limit bytes of the regular file name in d and
-// returns them with the file's identity.
+// returns them with the file's identity (openat, fstat, read, close).
 func (d *Dir) ReadFile(name string, limit int64) ([]byte, FileID, error) {
-	f, err := d.Open(name)
-	if err != nil {
+	if err := d.checkName("open", name); err != nil {
 		return nil, FileID{}, err
 	}
-	defer f.Close()
-	id, err := FstatID(f)
+	fd, err := openat(d.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
+		return nil, FileID{}, d.classify("open", name, err, false)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+		return nil, FileID{}, &fs.PathError{Op: "fstat", Path: d.Join(name), Err: err}
+	}
+	id := idFromStat(&st)
+	if err := checkRegular("open", d.Join(name), id.Mode); err != nil {
 		return nil, FileID{}, err
 	}
-	n := id.Size
-	if n > limit {
-		n = limit
-	}
+	n := min(id.Size, limit)
 	buf := make([]byte, 0, n+1)
 	for int64(len(buf)) < limit {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		m, err := f.Read(buf[len(buf):min(int64(cap(buf)), limit)])
-		buf = buf[:len(buf)+m]
-		if err == io.EOF {
+		var m int
+		err := ignoringEINTR(func() (e error) { m, e = unix.Read(fd, buf[len(buf):min(int64(cap(buf)), limit)]); return e })
+		if err != nil {
+			return nil, FileID{}, &fs.PathError{Op: "read", Path: d.Join(name), Err: err}
+		}
+		if m <= 0 {
 			break
 		}
-		if err != nil {
-			return nil, FileID{}, fmt.Errorf("read %s: %w", f.Name(), err)
+		buf = buf[:len(buf)+m]
+		if int64(len(buf)) == id.Size {
+			break // all of it, as fstat said: no read for the end
 		}
 	}
 	return buf, id, nil
@@ -236,7 +260,7 @@ func (d *Dir) Create(name string, flag int, perm fs.FileMode) (*os.File, error) 
 	if err := d.checkName("create", name); err != nil {
 		return nil, err
 	}
-	fd, err := openat(d.fd(), name, flag|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
+	fd, err := openat(d.fd, name, flag|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
 	if err != nil {
 		return nil, d.classify("create", name, err, false)
 	}
@@ -249,7 +273,7 @@ func (d *Dir) Remove(name string) error {
 	if err := d.checkName("remove", name); err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Unlinkat(d.fd(), name, 0) }); err != nil {
+	if err := ignoringEINTR(func() error { return unix.Unlinkat(d.fd, name, 0) }); err != nil {
 		return &fs.PathError{Op: "remove", Path: d.Join(name), Err: err}
 	}
 	return nil
@@ -260,7 +284,7 @@ func (d *Dir) RemoveDir(name string) error {
 	if err := d.checkName("remove directory", name); err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Unlinkat(d.fd(), name, unix.AT_REMOVEDIR) }); err != nil {
+	if err := ignoringEINTR(func() error { return unix.Unlinkat(d.fd, name, unix.AT_REMOVEDIR) }); err != nil {
 		return &fs.PathError{Op: "remove directory", Path: d.Join(name), Err: err}
 	}
 	return nil
@@ -313,7 +337,7 @@ func (d *Dir) Mkdir(name string, perm fs.FileMode) error {
 	if err := d.checkName("create directory", name); err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Mkdirat(d.fd(), name, uint32(perm.Perm())) }); err != nil {
+	if err := ignoringEINTR(func() error { return unix.Mkdirat(d.fd, name, uint32(perm.Perm())) }); err != nil {
 		return &fs.PathError{Op: "create directory", Path: d.Join(name), Err: err}
 	}
 	return nil
@@ -337,7 +361,7 @@ func (d *Dir) Symlink(target, name string) error {
 	if err := d.checkName("symlink", name); err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Symlinkat(target, d.fd(), name) }); err != nil {
+	if err := ignoringEINTR(func() error { return unix.Symlinkat(target, d.fd, name) }); err != nil {
 		return &fs.PathError{Op: "symlink", Path: d.Join(name), Err: err}
 	}
 	return nil
@@ -352,7 +376,7 @@ func (d *Dir) Rename(old string, to *Dir, name string) error {
 	if err := to.checkName("rename", name); err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Renameat(d.fd(), old, to.fd(), name) }); err != nil {
+	if err := ignoringEINTR(func() error { return unix.Renameat(d.fd, old, to.fd, name) }); err != nil {
 		return &os.LinkError{Op: "rename", Old: d.Join(old), New: to.Join(name), Err: err}
 	}
 	return nil
@@ -368,7 +392,7 @@ func (d *Dir) RenameNoReplace(old string, to *Dir, name string) error {
 	if err := to.checkName("rename", name); err != nil {
 		return err
 	}
-	err := renameatNoReplace(d.fd(), old, to.fd(), name)
+	err := renameatNoReplace(d.fd, old, to.fd, name)
 	if err == nil {
 		return nil
 	}
@@ -379,8 +403,8 @@ func (d *Dir) RenameNoReplace(old string, to *Dir, name string) error {
 		return wrap(err)
 	}
 	// No native no-replace rename: linkat refuses an existing name too.
-	if err := unix.Linkat(d.fd(), old, to.fd(), name, 0); err == nil {
-		if err := unix.Unlinkat(d.fd(), old, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := unix.Linkat(d.fd, old, to.fd, name, 0); err == nil {
+		if err := unix.Unlinkat(d.fd, old, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 			return wrap(err)
 		}
 		return nil
@@ -483,7 +507,7 @@ func (d *Dir) checkReplaceable(name string) error {
 
 // Sync fsyncs the directory (filesystems that cannot are tolerated).
 func (d *Dir) Sync() error {
-	err := ignoringEINTR(func() error { return unix.Fsync(d.fd()) })
+	err := ignoringEINTR(func() error { return unix.Fsync(d.fd) })
 	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTSUP) {
 		return &fs.PathError{Op: "fsync directory", Path: d.path, Err: err}
 	}
@@ -498,7 +522,7 @@ func (d *Dir) SetTimes(name string, t time.Time) error {
 	}
 	ts := unix.NsecToTimespec(t.UnixNano())
 	if err := ignoringEINTR(func() error {
-		return unix.UtimesNanoAt(d.fd(), name, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+		return unix.UtimesNanoAt(d.fd, name, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 	}); err != nil {
 		return &fs.PathError{Op: "set times", Path: d.Join(name), Err: err}
 	}

@@ -69,7 +69,7 @@ type Listing struct {
 // List describes every model and package in the cache: one parallel walk
 // of models-cache (sizes come from the same walk), each blob counted once.
 func (m *Maintainer) List(ctx context.Context) (*Listing, error) {
-	inv, err := m.scan(ctx)
+	inv, err := m.scanForList(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -206,7 +206,8 @@ func (m *Maintainer) linksOf(ctx context.Context, t *tree, models *fsx.Dir, slug
 }
 
 // statBlobs fills inv.Blobs for the blobs the walked packages link to or
-// declare (fstatat each in shared-blobs; nothing else is listed).
+// declare, and extra (fstatat each in shared-blobs, in parallel; the
+// directory is not listed).
 func (m *Maintainer) statBlobs(inv *inventory, extra []string) error {
 	if err := inv.t.unsafe[topBlobs]; err != nil {
 		inv.BlobsErr = err
@@ -232,20 +233,74 @@ func (m *Maintainer) statBlobs(inv *inventory, extra []string) error {
 			}
 		}
 	}
+	list := make([]string, 0, len(want))
 	for md5 := range want {
-		id, err := d.Lstat(md5)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+		list = append(list, md5)
+	}
+	var mu sync.Mutex
+	g := new(errgroup.Group)
+	g.SetLimit(m.workers())
+	const chunk = 512
+	for lo := 0; lo < len(list); lo += chunk {
+		hi := min(lo+chunk, len(list))
+		g.Go(func() error {
+			for _, md5 := range list[lo:hi] {
+				id, err := d.Lstat(md5)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if id.IsRegular() {
+					n := nodeOf(d.Join(md5), id)
+					mu.Lock()
+					inv.Blobs[md5] = &blobScan{MD5: md5, Path: n.Path, Size: id.Size, ModTime: n.ModTime, node: n}
+					mu.Unlock()
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// scanForList builds what ls needs: every package in full, the blobs they
+// use (fstatat each, shared-blobs is not listed), and entries and records
+// only when a package has no manifest to name its model.
+func (m *Maintainer) scanForList(ctx context.Context) (*inventory, error) {
+	t, err := openTree(m.home)
+	if err != nil {
+		return nil, err
+	}
+	inv := &inventory{t: t, Home: m.home, RealHome: t.realRoot, Blobs: map[string]*blobScan{},
+		Users: map[string][]*pkgScan{}, RecordMD5s: map[string]bool{}, partial: true}
+	fail := func(err error) (*inventory, error) { t.close(); return nil, err }
+	if err := m.scanPackages(ctx, inv, nil); err != nil {
+		return fail(err)
+	}
+	unnamed := false
+	for _, p := range inv.Packages {
+		unnamed = unnamed || (p.Valid && p.ModelID == "")
+	}
+	if unnamed {
+		if err := m.scanRecords(ctx, inv); err != nil {
+			return fail(err)
 		}
-		if err != nil {
-			return err
+		if err := m.scanEntries(ctx, inv, nil); err != nil {
+			return fail(err)
 		}
-		if id.IsRegular() {
-			n := nodeOf(d.Join(md5), id)
-			inv.Blobs[md5] = &blobScan{MD5: md5, Path: n.Path, Size: id.Size, ModTime: n.ModTime, node: n}
+		owners := inv.knownModelIDs()
+		for _, p := range inv.Packages {
+			if p.ModelID == "" {
+				p.ModelID = owners[p.Slug]
+			}
 		}
 	}
-	return nil
+	if err := m.statBlobs(inv, nil); err != nil {
+		return fail(err)
+	}
+	return inv, nil
 }
 
 // scanForPurge builds the inventory a purge of model ids needs, touching
