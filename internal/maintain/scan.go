@@ -238,11 +238,17 @@ func (m *Maintainer) workers() int {
 // scan builds the inventory of the whole cache. It reads manifests, entries
 // and records but never writes, locks or deletes. Close the tree after use.
 func (m *Maintainer) scan(ctx context.Context) (*inventory, error) {
+	return m.scanWith(ctx, true)
+}
+
+// scanWith is scan; without entries it leaves the auto-resolution cache
+// unread (verify does not check entries).
+func (m *Maintainer) scanWith(ctx context.Context, entries bool) (*inventory, error) {
 	t, err := openTree(m.home)
 	if err != nil {
 		return nil, err
 	}
-	inv, err := m.scanTree(ctx, t)
+	inv, err := m.scanTree(ctx, t, entries)
 	if err != nil {
 		t.close()
 		return nil, err
@@ -250,12 +256,14 @@ func (m *Maintainer) scan(ctx context.Context) (*inventory, error) {
 	return inv, nil
 }
 
-func (m *Maintainer) scanTree(ctx context.Context, t *tree) (*inventory, error) {
+func (m *Maintainer) scanTree(ctx context.Context, t *tree, entries bool) (*inventory, error) {
 	inv := &inventory{t: t, Home: m.home, RealHome: t.realRoot, Blobs: map[string]*blobScan{},
 		Users: map[string][]*pkgScan{}, RecordMD5s: map[string]bool{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.scanBlobs(gctx, inv) })
-	g.Go(func() error { return m.scanEntries(gctx, inv, nil) })
+	if entries {
+		g.Go(func() error { return m.scanEntries(gctx, inv, nil) })
+	}
 	g.Go(func() error { return m.scanRecords(gctx, inv) })
 	g.Go(func() error { return m.scanLeases(gctx, inv) })
 	if err := g.Wait(); err != nil {

@@ -110,7 +110,7 @@ func (m *Maintainer) Verify(ctx context.Context, opts VerifyOptions) (*VerifyRep
 	if opts.Repair && m.offline() {
 		return nil, errOffline("verify --repair")
 	}
-	inv, err := m.scan(ctx)
+	inv, err := m.scanWith(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -124,11 +124,10 @@ func (m *Maintainer) Verify(ctx context.Context, opts VerifyOptions) (*VerifyRep
 		rep.add(Finding{Kind: FindUnsafeDir, Path: p.Path, Detail: p.Detail})
 	}
 	v := &verifier{m: m, inv: inv, opts: opts, rep: rep, blobOK: map[string]error{}}
-	if !opts.Full {
-		if v.records, err = meta.LoadVerified(ctx, m.home); err != nil {
-			m.log.Warn("verified records unreadable; every blob is hashed", "err", err)
-			v.records = nil
-		}
+	// Read with --full too: a record that still holds is not written again.
+	if v.records, err = meta.LoadVerified(ctx, m.home); err != nil {
+		m.log.Warn("verified records unreadable; every blob is hashed", "err", err)
+		v.records = nil
 	}
 
 	var pkgs []*pkgScan
@@ -288,7 +287,8 @@ func (v *verifier) checkBlob(ctx context.Context, md5 string) {
 		return
 	}
 	v.count(func(r *VerifyReport) { r.Blobs++ })
-	if rec, ok := v.records.Get(md5); ok && rec.Matches(fsx.FileID{Mode: b.node.Mode, Size: b.Size, MtimeNS: b.ModTime.UnixNano(), Ino: b.node.Ino}) {
+	rec, hasRec := v.records.Get(md5)
+	if hasRec && !v.opts.Full && rec.Matches(fsx.FileID{Mode: b.node.Mode, Size: b.Size, MtimeNS: b.ModTime.UnixNano(), Ino: b.node.Ino}) {
 		v.count(func(r *VerifyReport) { r.BlobsStamped++ })
 		verdict(nil)
 		return
@@ -307,9 +307,11 @@ func (v *verifier) checkBlob(ctx context.Context, md5 string) {
 	}
 	if sum == md5 {
 		verdict(nil)
-		v.mu.Lock()
-		v.fresh = append(v.fresh, meta.NewVerified(md5, "", id, m.now()))
-		v.mu.Unlock()
+		if !hasRec || !rec.Matches(id) {
+			v.mu.Lock()
+			v.fresh = append(v.fresh, meta.NewVerified(md5, "", id, m.now()))
+			v.mu.Unlock()
+		}
 		return
 	}
 	bad := &blobstore.DigestMismatchError{Expected: md5, Actual: sum, Size: id.Size}
