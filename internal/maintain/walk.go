@@ -315,6 +315,11 @@ func (ps *pkgScan) parseManifest(data []byte) {
 	default:
 		ps.State, ps.Manifest = cache.StatePartial, mf
 	}
+	if mf != nil {
+		// The document tree is not used here (its content hash is kept):
+		// 10,000 of them would hold hundreds of MB.
+		mf.Doc, mf.ModelFeatures, mf.RecommendedParameters = nil, nil, nil
+	}
 	if ps.Manifest != nil && ps.Manifest.ModelID != nil {
 		ps.ModelID = *ps.Manifest.ModelID
 	}
