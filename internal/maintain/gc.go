@@ -120,7 +120,7 @@ func (m *Maintainer) GC(ctx context.Context, opts GCOptions) (*GCReport, error) 
 		}
 		defer m.unlock(held)
 	}
-	inv, err := m.scan(ctx)
+	inv, err := m.scanWith(ctx, true, false)
 	if err != nil {
 		return nil, err
 	}

@@ -134,6 +134,8 @@ type pkgScan struct {
 	// MarkMD5s (links-only scans): md5s its links name lexically or its
 	// manifest mentions, for conservative marks.
 	MarkMD5s []string
+	// byRel indexes Nodes (built on first use).
+	byRel map[string]node
 }
 
 // modelScan is one directory of models-cache.
@@ -222,6 +224,9 @@ type inventory struct {
 	// partial: a targeted scan (only some models walked in full, only the
 	// candidate blobs known): its GC pass sweeps those blobs and nothing else.
 	partial bool
+	// noSizes: regular files of packages are not stat'ed (verify and gc do
+	// not report sizes; temps and manifests are still read or stat'ed).
+	noSizes bool
 }
 
 // workers bounds the parallelism of walks and hashing.
@@ -235,17 +240,17 @@ func (m *Maintainer) workers() int {
 // scan builds the inventory of the whole cache. It reads manifests, entries
 // and records but never writes, locks or deletes. Close the tree after use.
 func (m *Maintainer) scan(ctx context.Context) (*inventory, error) {
-	return m.scanWith(ctx, true)
+	return m.scanWith(ctx, true, true)
 }
 
 // scanWith is scan; without entries it leaves the auto-resolution cache
 // unread (verify does not check entries).
-func (m *Maintainer) scanWith(ctx context.Context, entries bool) (*inventory, error) {
+func (m *Maintainer) scanWith(ctx context.Context, entries, sizes bool) (*inventory, error) {
 	t, err := openTree(m.home)
 	if err != nil {
 		return nil, err
 	}
-	inv, err := m.scanTree(ctx, t, entries)
+	inv, err := m.scanTree(ctx, t, entries, sizes)
 	if err != nil {
 		t.close()
 		return nil, err
@@ -253,9 +258,9 @@ func (m *Maintainer) scanWith(ctx context.Context, entries bool) (*inventory, er
 	return inv, nil
 }
 
-func (m *Maintainer) scanTree(ctx context.Context, t *tree, entries bool) (*inventory, error) {
+func (m *Maintainer) scanTree(ctx context.Context, t *tree, entries, sizes bool) (*inventory, error) {
 	inv := &inventory{t: t, Home: m.home, RealHome: t.realRoot, Blobs: map[string]*blobScan{},
-		Users: map[string][]*pkgScan{}, RecordMD5s: map[string]bool{}}
+		Users: map[string][]*pkgScan{}, RecordMD5s: map[string]bool{}, noSizes: !sizes}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.scanBlobs(gctx, inv) })
 	if entries {

@@ -106,7 +106,7 @@ func (m *Maintainer) Verify(ctx context.Context, opts VerifyOptions) (*VerifyRep
 	if opts.Repair && m.offline() {
 		return nil, errOffline("verify --repair")
 	}
-	inv, err := m.scanWith(ctx, false)
+	inv, err := m.scanWith(ctx, false, false)
 	if err != nil {
 		return nil, err
 	}

@@ -103,11 +103,13 @@ func (p *pkgScan) handleNode(handle string) (node, bool, error) {
 }
 
 func (p *pkgScan) nodeIndex() map[string]node {
-	out := make(map[string]node, len(p.Nodes))
-	for _, n := range p.Nodes {
-		out[n.Rel] = n
+	if p.byRel == nil {
+		p.byRel = make(map[string]node, len(p.Nodes))
+		for _, n := range p.Nodes {
+			p.byRel[n.Rel] = n
+		}
 	}
-	return out
+	return p.byRel
 }
 
 // checkArtifact verifies one declared artefact.
@@ -139,8 +141,8 @@ func (v *verifier) checkArtifact(ctx context.Context, p *pkgScan, a manifest.Art
 		}
 		return f, false
 	}
-	sum, sha, _, err := v.hashFile(ctx, p, a.FileHandle)
-	v.rep.BytesHashed += n.Size
+	sum, sha, id, err := v.hashFile(ctx, p, a.FileHandle)
+	v.rep.BytesHashed += id.Size
 	if err != nil {
 		f.Kind, f.Detail = FindNotAFile, err.Error()
 		return f, false

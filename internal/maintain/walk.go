@@ -264,6 +264,11 @@ func (m *Maintainer) walkPackage(ctx context.Context, inv *inventory, pd *fsx.Di
 						}
 					}
 				}
+				if k, _ := classifyTemp(e.Name); inv.noSizes && k == "" && e.Type != unknownMode {
+					// The type from getdents is enough here.
+					n = node{Path: p, Mode: e.Type, Nlink: 1}
+					break
+				}
 				id, err := d.Lstat(e.Name)
 				if errors.Is(err, fs.ErrNotExist) {
 					continue
@@ -296,6 +301,9 @@ func (m *Maintainer) walkPackage(ctx context.Context, inv *inventory, pd *fsx.Di
 	sort.Strings(ps.Blobs)
 	return nil
 }
+
+// unknownMode never matches a getdents type (fsx resolves unknown types).
+const unknownMode fs.FileMode = fs.ModeIrregular | fs.ModeTemporary
 
 func dirSuffix(rel string) string {
 	if rel == "" {
