@@ -11,8 +11,9 @@ import (
 	"github.com/modelcache/modelcache/access"
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/internal/autoresolve"
-	"github.com/modelcache/modelcache/internal/maintain"
+	"github.com/modelcache/modelcache/internal/cache"
 	"github.com/modelcache/modelcache/internal/materialize"
+	"github.com/modelcache/modelcache/internal/meta"
 	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/provider"
@@ -120,6 +121,7 @@ func (c *Client) load(ctx context.Context, modelID string, o *loadOptions) (*Pac
 	if useCache {
 		hit, err := c.cache.Resolutions.Hit(ctx, c.cache.Home, p.key, autoresolve.HitQuery{
 			ModelID: modelID, AllowUntrusted: o.neg.AllowUntrustedPackages, AllowDependencies: o.allowDependency,
+			CheckDir: func(dir string) error { return cache.CheckPackageDir(c.cache.Home, dir) },
 			CanUse: func(ctx context.Context, model, packageID string) bool {
 				return c.access.CanUseCachedPackage(ctx, model, packageID, p.apiKey)
 			},
@@ -259,7 +261,7 @@ func (c *Client) urlRefresher(modelID, packageID string, p *plan, o *loadOptions
 func (c *Client) afterLoad(ctx context.Context, pkg *Package, p *plan, o *loadOptions, md *metadata.ModelMetadata) {
 	c.access.OnModelPackageAccessGranted(ctx, pkg.ModelID, pkg.PackageID, p.apiKey)
 	if !c.cfg.Offline && pkg.CacheModelID != "" {
-		if err := maintain.TouchLastUsed(c.cache.Home, pkg.CacheModelID, pkg.PackageID); err != nil {
+		if err := meta.TouchLastUsed(c.cache.Home, pkg.CacheModelID, pkg.PackageID); err != nil {
 			c.log.Debug("last-used stamp not written", "err", err)
 		}
 	}

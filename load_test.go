@@ -21,8 +21,8 @@ import (
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/internal/cache"
 	"github.com/modelcache/modelcache/internal/lock"
-	"github.com/modelcache/modelcache/internal/maintain"
 	"github.com/modelcache/modelcache/internal/manifest"
+	"github.com/modelcache/modelcache/internal/meta"
 	"github.com/modelcache/modelcache/internal/negotiation"
 	"github.com/modelcache/modelcache/registry"
 )
@@ -136,7 +136,7 @@ func TestLoadColdThenWarm(t *testing.T) {
 	if es.metadata.Load() != 1 || es.files.Load() == 0 {
 		t.Errorf("cold load made %d metadata and %d file requests", es.metadata.Load(), es.files.Load())
 	}
-	if _, ok, err := maintain.LastUsed(openCache(t, home).Home, pkg.CacheModelID, pkg.PackageID); !ok || err != nil {
+	if _, ok, err := meta.LastUsed(openCache(t, home).Home, pkg.CacheModelID, pkg.PackageID); !ok || err != nil {
 		t.Errorf("no last-used stamp after a load: %v", err)
 	}
 	entries, _ := filepath.Glob(filepath.Join(home, "auto-resolution-cache", "*.json"))

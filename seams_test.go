@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -341,4 +342,46 @@ func TestHitAsksAboutDependencies(t *testing.T) {
 	if err != nil || again.FromCache || es.metadata.Load() == m {
 		t.Fatalf("refused dependency: %v, from cache %v, %d metadata requests", err, again != nil && again.FromCache, es.metadata.Load()-m)
 	}
+}
+
+// A warm load never serves from a symlinked models-cache (planted content
+// outside the cache): the hit is refused, and the load fails naming the
+// layout instead of writing through the link.
+func TestWarmLoadRefusesSymlinkedModelsCache(t *testing.T) {
+	ctx := context.Background()
+	es := serveExamples(t)
+	home := t.TempDir()
+	c := newClient(t, home, es.URL)
+	if _, err := c.Load(ctx, "parcel-det"); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "planted")
+	if err := os.Rename(filepath.Join(home, "models-cache"), outside); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(home, "models-cache")); err != nil {
+		t.Fatal(err)
+	}
+	before := treeState(t, outside)
+	pkg, err := newClient(t, home, es.URL).Load(ctx, "parcel-det")
+	if err == nil && (pkg.FromCache || strings.HasPrefix(pkg.Dir, filepath.Join(home, "models-cache"))) {
+		t.Fatalf("served through a symlinked models-cache: %+v", pkg)
+	}
+	if after := treeState(t, outside); after != before {
+		t.Fatalf("the tree outside the cache changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// treeState describes every entry under root (path, type, size, mode, mtime).
+func treeState(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %v %d %d;", p, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	return b.String()
 }

@@ -33,6 +33,7 @@ func newDuCmd(cfg *config.Config) *cobra.Command {
 					return err
 				}
 			}
+			problemLines(cmd.ErrOrStderr(), u.Problems)
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), u)
 			}

@@ -140,6 +140,7 @@ func newLsCmd(cfg *config.Config) *cobra.Command {
 				}
 			}
 			sortModels(l.Models, sortBy)
+			problemLines(cmd.ErrOrStderr(), l.Problems)
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), l)
 			}

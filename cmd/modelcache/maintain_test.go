@@ -17,6 +17,7 @@ import (
 	"github.com/modelcache/modelcache/internal/maintain"
 	"github.com/modelcache/modelcache/internal/maintain/maintaintest"
 	"github.com/modelcache/modelcache/internal/materialize"
+	"github.com/modelcache/modelcache/internal/meta"
 )
 
 // runCmd executes one maintenance command built by its constructor and
@@ -60,7 +61,7 @@ func newCLICache(t *testing.T) *cliCache {
 
 func TestCLILsDuShow(t *testing.T) {
 	c := newCLICache(t)
-	if err := maintain.TouchLastUsed(c.C.Home, "ws/det/3", "onnxa"); err != nil {
+	if err := meta.TouchLastUsed(c.C.Home, "ws/det/3", "onnxa"); err != nil {
 		t.Fatal(err)
 	}
 	out, code, err := runMaintCmd(t, newLsCmd, c.Config, "--json")
@@ -208,8 +209,10 @@ func TestCLIGCAndPurge(t *testing.T) {
 			t.Errorf("purge %v: exit %d", args, code)
 		}
 	}
-	if _, code, _ := runMaintCmd(t, newPurgeCmd, c.Config, "nobody/1"); code != 1 {
-		t.Errorf("purge unknown: exit %d", code)
+	// Idempotent: what is already gone is reported as gone (exit 0).
+	if out, code, _ := runMaintCmd(t, newPurgeCmd, c.Config, "nobody/1", "ws/det/3"); code != 0 ||
+		!strings.Contains(out, "model nobody/1: already gone") || !strings.Contains(out, "model ws/det/3: already gone") {
+		t.Errorf("purge of what is gone: exit %d\n%s", code, out)
 	}
 	if out, code, _ := runMaintCmd(t, newPurgeCmd, c.Config, "--all"); code != 0 || pathExists(c.BlobPath(c.weights)) {
 		t.Errorf("purge --all: exit %d\n%s", code, out)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelcache/modelcache/config"
+	"github.com/modelcache/modelcache/internal/cache"
 	"github.com/modelcache/modelcache/internal/layout"
 )
 
@@ -17,7 +18,8 @@ func newPathCmd(cfg *config.Config) *cobra.Command {
 		Use:   "path MODEL_ID [PACKAGE_ID]",
 		Short: "Print the cache directory of a model, or of one of its packages",
 		Long: "Print <home>/models-cache/<slug of MODEL_ID>, or that directory's PACKAGE_ID\n" +
-			"subdirectory. The path is computed, not looked up: it need not exist.",
+			"subdirectory. The path is computed, not looked up: it need not exist. When a\n" +
+			"directory on the way is a symlink (it may lead out of the cache), path fails.",
 		Example: "  modelcache path coco/3\n  modelcache path coco/3 a1b2c3\n  modelcache path coco/3 --json",
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -31,6 +33,15 @@ func newPathCmd(cfg *config.Config) *cobra.Command {
 					return err
 				}
 				dir = joinUnder(dir, args[1])
+			}
+			// The printed path must not lead out of the cache: a symlinked
+			// models-cache, model dir or package dir on the way is refused.
+			checks := []string{joinUnder(cfg.Home, "models-cache"), joinUnder(cfg.Home, "models-cache", slug)}
+			if len(args) == 2 {
+				checks = append(checks, dir)
+			}
+			if err := cache.CheckRealDirs(checks...); err != nil {
+				return err
 			}
 			if asJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"path": dir})

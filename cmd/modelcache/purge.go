@@ -27,6 +27,8 @@ func newPurgeCmd(cfg *config.Config) *cobra.Command {
 			"  --models            every package of every model\n" +
 			"  --blobs             every blob nothing names, without waiting for --grace\n" +
 			"  --all               all of the above and every offline record\n\n" +
+			"Purge is idempotent: a model of which nothing is left is reported as already gone,\n" +
+			"so rerunning an interrupted purge finishes the rest.\n\n" +
 			"Exit status: 0 done, 1 something could not be removed or an error, 2 usage error.",
 		Example: "  modelcache purge coco/3 --dry-run\n  modelcache purge coco/3 --package a1b2c3\n  modelcache purge --resolution-cache\n  modelcache purge --all --json",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -43,11 +45,15 @@ func newPurgeCmd(cfg *config.Config) *cobra.Command {
 				return err
 			}
 			if missing {
-				if len(args) > 0 {
-					return &maintain.NotFoundError{ModelID: args[0]}
-				}
 				_, err := fmt.Fprintf(cmd.OutOrStdout(), "no cache at %s: nothing to purge\n", cfg.Home)
 				return err
+			}
+			if !asJSON {
+				// Progress on stderr as each step lands: a purge killed part-way
+				// shows what it did, and a rerun finishes the rest.
+				opts.Progress = func(ev maintain.PurgeEvent) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "purged %s %s\n", ev.Step, ev.Path)
+				}
 			}
 			rep, err := m.Purge(cmd.Context(), opts)
 			if err != nil {
@@ -104,6 +110,11 @@ func writePurge(w io.Writer, r *maintain.PurgeReport) error {
 	verb, total := "removed", "reclaimed"
 	if r.DryRun {
 		verb, total = "would remove", "reclaimable"
+	}
+	for _, m := range r.Models {
+		if m.State == "gone" {
+			fmt.Fprintf(w, "model %s: already gone (nothing of it is in the cache)\n", m.ModelID)
+		}
 	}
 	for _, e := range r.Entries {
 		if e.Reason != "" {

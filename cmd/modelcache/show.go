@@ -34,6 +34,7 @@ func newShowCmd(cfg *config.Config) *cobra.Command {
 			if err != nil {
 				return invalidParam(err)
 			}
+			problemLines(cmd.ErrOrStderr(), d.Problems)
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), d)
 			}

@@ -2,14 +2,10 @@ package autoresolve
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/manifest"
 	"github.com/modelcache/modelcache/metadata"
@@ -23,6 +19,10 @@ type HitQuery struct {
 	AllowUntrusted bool
 	// AllowDependencies: an entry with dependency models may be served.
 	AllowDependencies bool
+	// CheckDir is the cache's rule for serving a package directory (the
+	// cache's top-level directories and the package's own are real
+	// directories, not symlinks): an error makes the entry a miss, logged.
+	CheckDir func(packageDir string) error
 	// CanUse is the access manager's step 4 (nil allows), asked for the
 	// package and for every dependency package it would serve with it.
 	CanUse func(ctx context.Context, modelID, packageID string) bool
@@ -55,8 +55,7 @@ type Hit struct {
 // entry and a manifest record (resolved_files, dependency target paths) are
 // read relative to their models-cache/ or shared-blobs/ component, so that a
 // cache that was moved or copied is judged by its own files, never by the
-// tree it was copied from. A symlinked models-cache, model, package or
-// shared-blobs directory is never followed: the entry is a miss.
+// tree it was copied from; q.CheckDir judges the layout it is served from.
 func (c *Cache) Hit(ctx context.Context, home layout.Home, key string, q HitQuery) (*Hit, error) {
 	e, ok, err := c.Retrieve(ctx, key)
 	if err != nil || !ok {
@@ -79,9 +78,11 @@ func (c *Cache) Hit(ctx context.Context, home layout.Home, key string, q HitQuer
 	if err != nil {
 		return invalidate(err.Error())
 	}
-	if err := realDirs(home.ModelsCache(), filepath.Dir(dir), dir, home.SharedBlobs()); err != nil {
-		c.log.Warn("auto-resolution hit refused: a cache directory is not a plain directory", "key", key, "err", err)
-		return nil, nil
+	if q.CheckDir != nil {
+		if err := q.CheckDir(dir); err != nil {
+			c.log.Warn("auto-resolution hit refused: the package is not served from this cache layout", "key", key, "err", err)
+			return nil, nil
+		}
 	}
 	m, err := manifest.Read(ctx, dir)
 	if err != nil || m.ModelID == nil || *m.ModelID != *e.CacheModelID || m.CanonicalModelID == nil || *m.CanonicalModelID != *e.CanonicalModelID {
@@ -147,27 +148,6 @@ func inHome(home layout.Home, p string) (string, bool) {
 		return "", false
 	}
 	return base, true
-}
-
-// realDirs reports the first of dirs that exists but is not a plain
-// directory (a symlink, a file); missing ones are left to the caller.
-func realDirs(dirs ...string) error {
-	for _, d := range dirs {
-		fi, err := os.Lstat(d)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			return &fsx.UnsafePathError{Op: "serve from", Path: d, Kind: fsx.ErrSymlink}
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("%s: %w", d, fsx.ErrNotDir)
-		}
-	}
-	return nil
 }
 
 // dependencyModelID is the id a caller loads dependency d by: the one the

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/fsx"
+	"github.com/modelcache/modelcache/internal/layout"
+	"github.com/modelcache/modelcache/internal/meta"
 )
 
 // TestBatchMixedPackage: blobs and plain files of one package in one call,
@@ -56,10 +58,9 @@ func TestBatchMixedPackage(t *testing.T) {
 		t.Errorf("temp files left in the package dir: %v", ents)
 	}
 	// Verified record for the published blob.
-	var rec verifiedRecord
-	b, err := os.ReadFile(filepath.Join(env.home, ".meta", "verified", md5hex(big)))
-	if err != nil || json.Unmarshal(b, &rec) != nil || rec.MD5 != md5hex(big) || rec.Size != int64(len(big)) || len(rec.SHA256) != 64 {
-		t.Errorf("verified record: %s %v", b, err)
+	rec, ok, err := meta.LookupVerified(layout.Home{Root: env.home}, md5hex(big))
+	if err != nil || !ok || rec.MD5 != md5hex(big) || rec.Size != int64(len(big)) || len(rec.SHA256) != 64 {
+		t.Errorf("verified record: %+v %v %v", rec, ok, err)
 	}
 	n := srv.requests.Load() + srv.heads.Load()
 	res, err = e.Batch(context.Background(), items)

@@ -2,7 +2,6 @@ package download
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +12,8 @@ import (
 	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/fsx"
+	"github.com/modelcache/modelcache/internal/layout"
+	"github.com/modelcache/modelcache/internal/meta"
 )
 
 // emptyMD5 is the MD5 of zero bytes: the only digest under which an empty
@@ -141,23 +142,9 @@ func createExclusive(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|noFollowFlag, 0o666)
 }
 
-// verifiedRecord is H/.meta/verified/<md5> (on-disk contract §12).
-type verifiedRecord struct {
-	Size       int64  `json:"size"`
-	MtimeNS    int64  `json:"mtime_ns"`
-	Ino        uint64 `json:"ino"`
-	MD5        string `json:"md5"`
-	SHA256     string `json:"sha256"`
-	VerifiedAt string `json:"verified_at"`
-}
-
+// writeVerifiedRecord appends the blob's verified record (package meta owns
+// the format); dir is H/.meta/verified, as the engine names it.
 func writeVerifiedRecord(dir, md5 string, r blobfs.PutResult) error {
-	// .meta, then .meta/verified, each refused if it is a symlink.
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := fsx.EnsureDir(d, 0o777); err != nil {
-			return err
-		}
-	}
 	id := r.File
 	if id.Ino == 0 {
 		var err error
@@ -165,10 +152,9 @@ func writeVerifiedRecord(dir, md5 string, r blobfs.PutResult) error {
 			return err
 		}
 	}
-	b, err := json.Marshal(verifiedRecord{Size: r.Size, MtimeNS: id.MtimeNS, Ino: id.Ino, MD5: md5, SHA256: r.SHA256,
-		VerifiedAt: time.Now().UTC().Format(time.RFC3339Nano)})
+	home, err := layout.NewHome(filepath.Dir(filepath.Dir(dir)))
 	if err != nil {
 		return err
 	}
-	return fsx.WriteFileAtomic(filepath.Join(dir, md5), b, 0o644)
+	return meta.AppendVerified(home, false, meta.NewVerified(md5, r.SHA256, id, time.Now()))
 }

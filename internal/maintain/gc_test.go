@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelcache/modelcache/internal/maintain"
 	"github.com/modelcache/modelcache/internal/maintain/maintaintest"
+	"github.com/modelcache/modelcache/internal/meta"
 )
 
 func putBlob(t *testing.T, s *maintaintest.Cache, b []byte) string {
@@ -60,7 +61,7 @@ func TestGCCollectsOnlyOrphans(t *testing.T) {
 	// Named only by a lease.
 	leased := maintaintest.Content("leased", 1_500)
 	putBlob(t, s.Cache, leased)
-	if _, err := maintain.CreateLease(s.C.Home, []string{maintaintest.MD5(leased)}, nil, time.Hour); err != nil {
+	if _, err := meta.CreateLease(s.C.Home, []string{maintaintest.MD5(leased)}, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	// Linked only by an in-progress package and by a package whose manifest is broken.

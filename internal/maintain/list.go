@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -63,39 +62,34 @@ type Listing struct {
 	Models []ModelSummary `json:"models"`
 	// TotalBytes: every model dir plus every linked blob, each blob once.
 	TotalBytes int64 `json:"total_bytes"`
+	// Problems: top-level directories that are not walked (symlinks).
+	Problems []Problem `json:"problems,omitempty"`
 }
 
-// List describes every model and package in the cache.
+// List describes every model and package in the cache: one parallel walk
+// of models-cache (sizes come from the same walk), each blob counted once.
 func (m *Maintainer) List(ctx context.Context) (*Listing, error) {
-	inv, err := m.scan(ctx)
+	inv, err := m.scanForList(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := &Listing{Home: m.home.Root, Models: []ModelSummary{}}
-	bySlug := map[string]*ModelSummary{}
-	var order []string
-	for _, p := range inv.Packages {
-		ms := bySlug[p.Slug]
-		if ms == nil {
-			ms = &ModelSummary{Slug: p.Slug, Dir: filepath.Dir(p.Dir)}
-			bySlug[p.Slug] = ms
-			order = append(order, p.Slug)
-		}
-		if ms.ModelID == "" {
-			ms.ModelID = p.ModelID
-		}
-		ms.Packages = append(ms.Packages, inv.summarize(p))
-	}
+	defer inv.t.close()
+	out := &Listing{Home: m.home.Root, Models: []ModelSummary{}, Problems: inv.t.problems()}
 	allBlobs := map[string]bool{}
-	for _, slug := range order {
-		ms := bySlug[slug]
-		if ms.DirBytes, err = treeBytes(ctx, ms.Dir); err != nil {
-			return nil, err
-		}
+	for _, ms := range inv.Models {
+		sum := ModelSummary{Slug: ms.Slug, Dir: ms.Dir, DirBytes: ms.Bytes}
 		seen := map[string]bool{}
-		for _, p := range inv.Packages {
-			if p.Slug != slug {
+		for _, p := range ms.Packages {
+			if !p.Valid {
 				continue
+			}
+			if sum.ModelID == "" {
+				sum.ModelID = p.ModelID
+			}
+			ps := inv.summarize(p)
+			sum.Packages = append(sum.Packages, ps)
+			if lu := ps.LastUsed; lu != nil && (sum.LastUsed == nil || lu.After(*sum.LastUsed)) {
+				sum.LastUsed = lu
 			}
 			for _, md5 := range p.Blobs {
 				b := inv.Blobs[md5]
@@ -103,10 +97,10 @@ func (m *Maintainer) List(ctx context.Context) (*Listing, error) {
 					continue
 				}
 				seen[md5] = true
-				ms.BlobBytes += b.Size
+				sum.BlobBytes += b.Size
 				for _, u := range inv.Users[md5] {
-					if u.Slug != slug {
-						ms.SharedBytes += b.Size
+					if u.Slug != ms.Slug {
+						sum.SharedBytes += b.Size
 						break
 					}
 				}
@@ -116,14 +110,12 @@ func (m *Maintainer) List(ctx context.Context) (*Listing, error) {
 				}
 			}
 		}
-		for i := range ms.Packages {
-			if lu := ms.Packages[i].LastUsed; lu != nil && (ms.LastUsed == nil || lu.After(*ms.LastUsed)) {
-				ms.LastUsed = lu
-			}
+		if len(sum.Packages) == 0 || !slugPattern.MatchString(ms.Slug) {
+			continue
 		}
-		ms.SizeBytes = ms.DirBytes + ms.BlobBytes
-		out.TotalBytes += ms.DirBytes
-		out.Models = append(out.Models, *ms)
+		sum.SizeBytes = sum.DirBytes + sum.BlobBytes
+		out.TotalBytes += sum.DirBytes
+		out.Models = append(out.Models, sum)
 	}
 	sort.SliceStable(out.Models, func(i, j int) bool {
 		a, b := out.Models[i], out.Models[j]
@@ -159,43 +151,6 @@ func (inv *inventory) summarize(p *pkgScan) PackageSummary {
 	}
 	s.SizeBytes = s.DirBytes + s.BlobBytes
 	return s
-}
-
-// treeBytes is `du -sb dir`: apparent sizes of dir and everything below it,
-// symlinks not followed, each inode once.
-func treeBytes(ctx context.Context, dir string) (int64, error) {
-	var total int64
-	seen := map[[2]uint64]bool{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p != dir {
-				return nil
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if dev, ino, ok := inodeOf(fi); ok {
-			if seen[[2]uint64{dev, ino}] {
-				return nil
-			}
-			seen[[2]uint64{dev, ino}] = true
-		}
-		total += fi.Size()
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", dir, err)
-	}
-	return total, nil
 }
 
 // FileDetail is one file of a package as found on disk.
@@ -270,6 +225,8 @@ type ModelDetail struct {
 	Packages []PackageDetail        `json:"packages"`
 	Entries  []EntrySummary         `json:"entries"`
 	Offline  []OfflineRecordSummary `json:"offline_records"`
+	// Problems: top-level directories that are not walked (symlinks).
+	Problems []Problem `json:"problems,omitempty"`
 }
 
 // NotFoundError: the cache holds nothing for a model id.
@@ -291,11 +248,13 @@ func (m *Maintainer) Show(ctx context.Context, modelID string) (*ModelDetail, er
 	if err != nil {
 		return nil, err
 	}
-	inv, err := m.scan(ctx)
+	inv, err := m.scanModel(ctx, modelID)
 	if err != nil {
 		return nil, err
 	}
-	out := &ModelDetail{ModelID: modelID, Slug: slug, Dir: dir, Packages: []PackageDetail{}, Entries: []EntrySummary{}, Offline: []OfflineRecordSummary{}}
+	defer inv.t.close()
+	out := &ModelDetail{ModelID: modelID, Slug: slug, Dir: dir, Packages: []PackageDetail{}, Entries: []EntrySummary{},
+		Offline: []OfflineRecordSummary{}, Problems: inv.t.problems()}
 	for _, p := range inv.modelPackages(modelID) {
 		out.Packages = append(out.Packages, inv.detail(p))
 	}
@@ -413,8 +372,9 @@ func (inv *inventory) detail(p *pkgScan) PackageDetail {
 			case !li.Inside:
 				fd.LinkState = "outside-cache"
 			default:
+				// Checked without following any link on the way.
 				fd.LinkState = "inside-cache"
-				if _, err := os.Stat(n.Path); err != nil {
+				if _, err := inv.t.lstatRel(li.Rel); errors.Is(err, fs.ErrNotExist) {
 					fd.LinkState = "dangling"
 				}
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/modelcache/modelcache/internal/cache"
 	"github.com/modelcache/modelcache/internal/maintain"
 	"github.com/modelcache/modelcache/internal/maintain/maintaintest"
+	"github.com/modelcache/modelcache/internal/meta"
 )
 
 // Every size List reports equals what coreutils du -b counts for the same
@@ -24,7 +25,7 @@ func TestListSizesMatchDu(t *testing.T) {
 		Files: map[string][]byte{"seg.bin": segB, "only.bin": maintaintest.Content("only", 1234)}, NoManifest: true})
 	broken := filepath.Join(filepath.Dir(s.resS.PackageDir), "broken")
 	maintaintest.WriteFile(t, filepath.Join(broken, "model_config.json"), []byte("{not json"))
-	if err := maintain.TouchLastUsed(s.C.Home, "ws/det/3", "onnxa"); err != nil {
+	if err := meta.TouchLastUsed(s.C.Home, "ws/det/3", "onnxa"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -104,7 +105,7 @@ func TestDiskUsageMatchesDu(t *testing.T) {
 	}
 	partial := filepath.Join(s.C.Home.SharedBlobs(), "."+maintaintest.MD5(segB)+".partial-0123456789abcdef")
 	maintaintest.WriteFile(t, partial, make([]byte, 999))
-	if err := maintain.TouchLastUsed(s.C.Home, "ws/det/3", "onnxa"); err != nil {
+	if err := meta.TouchLastUsed(s.C.Home, "ws/det/3", "onnxa"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("/etc/hostname", filepath.Join(s.Home(), "stray-link")); err != nil {
@@ -202,21 +203,21 @@ func TestShow(t *testing.T) {
 
 func TestTouchLastUsed(t *testing.T) {
 	c := maintaintest.New(t)
-	if _, ok, err := maintain.LastUsed(c.C.Home, "a/1", "p1"); ok || err != nil {
+	if _, ok, err := meta.LastUsed(c.C.Home, "a/1", "p1"); ok || err != nil {
 		t.Fatalf("fresh: %v %v", ok, err)
 	}
-	if err := maintain.TouchLastUsed(c.C.Home, "a/1", "p1"); err != nil {
+	if err := meta.TouchLastUsed(c.C.Home, "a/1", "p1"); err != nil {
 		t.Fatal(err)
 	}
-	p, _ := maintain.LastUsedPath(c.C.Home, "a/1", "p1")
+	p, _ := meta.LastUsedPath(c.C.Home, "a/1", "p1")
 	old := time.Now().Add(-48 * time.Hour)
 	if err := os.Chtimes(p, old, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := maintain.TouchLastUsed(c.C.Home, "a/1", "p1"); err != nil {
+	if err := meta.TouchLastUsed(c.C.Home, "a/1", "p1"); err != nil {
 		t.Fatal(err)
 	}
-	at, ok, err := maintain.LastUsed(c.C.Home, "a/1", "p1")
+	at, ok, err := meta.LastUsed(c.C.Home, "a/1", "p1")
 	if !ok || err != nil || time.Since(at) > time.Minute {
 		t.Fatalf("after touch: %v %v %v", at, ok, err)
 	}
@@ -226,15 +227,15 @@ func TestTouchLastUsed(t *testing.T) {
 	if err := os.Chtimes(target, old, old); err != nil {
 		t.Fatal(err)
 	}
-	p2, _ := maintain.LastUsedPath(c.C.Home, "a/1", "p2")
+	p2, _ := meta.LastUsedPath(c.C.Home, "a/1", "p2")
 	symlink(t, target, p2)
-	if err := maintain.TouchLastUsed(c.C.Home, "a/1", "p2"); err == nil {
+	if err := meta.TouchLastUsed(c.C.Home, "a/1", "p2"); err == nil {
 		t.Fatal("symlinked stamp accepted")
 	}
 	if fi, _ := os.Stat(target); !fi.ModTime().Equal(old) {
 		t.Error("target of the planted link was touched")
 	}
-	if err := maintain.TouchLastUsed(c.C.Home, "a/1", "bad/id"); err == nil {
+	if err := meta.TouchLastUsed(c.C.Home, "a/1", "bad/id"); err == nil {
 		t.Error("invalid package id accepted")
 	}
 }
@@ -242,11 +243,11 @@ func TestTouchLastUsed(t *testing.T) {
 func TestLeases(t *testing.T) {
 	ctx := context.Background()
 	c := maintaintest.New(t)
-	release, err := maintain.CreateLease(c.C.Home, []string{maintaintest.MD5(weights)}, []string{"ws/det/3/onnxa"}, time.Hour)
+	release, err := meta.CreateLease(c.C.Home, []string{maintaintest.MD5(weights)}, []string{"ws/det/3/onnxa"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leases, bad, err := maintain.ReadLeases(ctx, c.C.Home)
+	leases, bad, err := meta.ReadLeases(ctx, c.C.Home)
 	if err != nil || len(bad) != 0 || len(leases) != 1 {
 		t.Fatalf("%v %v %v", leases, bad, err)
 	}
@@ -254,7 +255,7 @@ func TestLeases(t *testing.T) {
 	if l.PID != os.Getpid() || l.Blobs[0] != maintaintest.MD5(weights) || l.Expired(time.Now()) || !l.Expired(time.Now().Add(2*time.Hour)) {
 		t.Errorf("lease %+v", l)
 	}
-	if _, err := maintain.CreateLease(c.C.Home, []string{"NOTMD5"}, nil, time.Hour); err == nil {
+	if _, err := meta.CreateLease(c.C.Home, []string{"NOTMD5"}, nil, time.Hour); err == nil {
 		t.Error("invalid md5 accepted")
 	}
 	if err := release(); err != nil || exists(l.Path) {

@@ -19,6 +19,8 @@ type Maintainer struct {
 	now  func() time.Time
 	// ttl of auto-resolution entries, as the reference computes it.
 	ttl time.Duration
+	// parallel bounds walkers and hashers (0: derived from GOMAXPROCS).
+	parallel int
 }
 
 // Option configures New.
@@ -30,6 +32,11 @@ func WithLogger(l *slog.Logger) Option { return func(m *Maintainer) { m.log = l 
 // WithClock injects "now" for ages, grace periods, lease and entry expiry;
 // pass the clock given to cache.Open so both agree on expiry.
 func WithClock(now func() time.Time) Option { return func(m *Maintainer) { m.now = now } }
+
+// WithParallelism bounds how many model directories are walked and how
+// many blobs are hashed at once (default: 2×GOMAXPROCS walkers, capped at
+// 16, and one hasher per core).
+func WithParallelism(n int) Option { return func(m *Maintainer) { m.parallel = n } }
 
 // New returns a Maintainer for c.
 func New(c *cache.Cache, opts ...Option) *Maintainer {

@@ -2,20 +2,14 @@ package maintain
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/modelcache/modelcache/errdefs"
-	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/layout"
-	"github.com/modelcache/modelcache/internal/offlinereg"
-	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/internal/meta"
 )
 
 // PurgeOptions select what Purge removes. At least one of ModelIDs, Models,
@@ -39,6 +33,26 @@ type PurgeOptions struct {
 	DryRun bool
 	// Grace and PartialGrace of the GC pass for temp files (see GCOptions).
 	Grace, PartialGrace time.Duration
+	// Progress, when set, is called after each step that changed the cache
+	// (not in a dry run): a package removed, an entry or record updated.
+	Progress func(PurgeEvent)
+}
+
+// PurgeEvent reports one completed step of a purge.
+type PurgeEvent struct {
+	// Step: "entry", "record", "manifest" (the package is no longer
+	// complete), "package" (its dir is gone).
+	Step string
+	Path string
+}
+
+// PurgedModel says what a purge found for one requested model id.
+type PurgedModel struct {
+	ModelID string `json:"model_id"`
+	// State: "removed" (its packages went), "gone" (nothing of it was left
+	// to remove: purged before, or never cached), "kept" (something stayed;
+	// see the packages' reasons).
+	State string `json:"state"`
 }
 
 // PurgedPackage is one package dir removed (or to be removed).
@@ -66,7 +80,9 @@ type RecordChange struct {
 
 // PurgeReport is the result of Purge.
 type PurgeReport struct {
-	DryRun   bool            `json:"dry_run"`
+	DryRun bool `json:"dry_run"`
+	// Models: one line per requested model id.
+	Models   []PurgedModel   `json:"models"`
 	Packages []PurgedPackage `json:"packages"`
 	Entries  []Item          `json:"entries"`
 	Records  []RecordChange  `json:"records"`
@@ -84,6 +100,10 @@ type PurgeReport struct {
 // it is no longer complete), its links, and its dir. The blobs it leaves
 // orphaned are swept by a GC pass of the same call, so nothing dangling or
 // orphaned remains. Packages under an unexpired lease are skipped.
+//
+// Purge is idempotent: a model id of which nothing is left (an interrupted
+// purge already removed it, or it was never cached) is reported as gone,
+// and a rerun of an interrupted purge finishes what remains.
 func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport, error) {
 	if len(opts.ModelIDs) == 0 && !opts.Models && !opts.ResolutionCache && !opts.Blobs && !opts.All {
 		return nil, fmt.Errorf("purge: %w: name models, or pass --models, --resolution-cache, --blobs or --all", errdefs.ErrInvalidParameter)
@@ -114,16 +134,39 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 		}
 		defer m.unlock(held)
 	}
-	inv, err := m.scan(ctx)
+	// Models named without --models/--all/--blobs/--resolution-cache: only
+	// they are walked in full (plus what the reference counts need).
+	// Blobs an earlier purge was about to collect when it was killed.
+	var pending []string
+	pendingDone := func() error { return nil }
+	if !opts.DryRun {
+		var err error
+		if pending, pendingDone, err = meta.PendingPurges(m.home); err != nil {
+			m.log.Warn("reading purge intents failed", "err", err)
+		}
+	}
+	var inv *inventory
+	var err error
+	if len(opts.ModelIDs) > 0 && !opts.Models && !opts.Blobs && !opts.ResolutionCache {
+		inv, err = m.scanForPurge(ctx, opts.ModelIDs, pending)
+	} else {
+		inv, err = m.scan(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
-	rep := &PurgeReport{DryRun: opts.DryRun, Packages: []PurgedPackage{}, Entries: []Item{}, Records: []RecordChange{}}
+	defer inv.t.close()
+	progress := func(step, path string) {
+		if opts.Progress != nil && !opts.DryRun {
+			opts.Progress(PurgeEvent{Step: step, Path: path})
+		}
+	}
+	rep := &PurgeReport{DryRun: opts.DryRun, Models: []PurgedModel{}, Packages: []PurgedPackage{}, Entries: []Item{}, Records: []RecordChange{}}
 	ex := &exclusions{pkgDirs: map[string]bool{}, entries: map[string]bool{}, records: map[string]map[string]bool{}, allRecords: opts.All}
 
-	pkgs, err := m.selectPackages(inv, opts)
-	if err != nil {
-		return nil, err
+	pkgs, found := m.selectPackages(inv, opts)
+	if (opts.Models || len(opts.ModelIDs) > 0) && inv.t.unsafe[topModels] != nil {
+		return nil, fmt.Errorf("purge: %w", inv.t.unsafe[topModels])
 	}
 	leased := inv.leasedPackages(m.now())
 	dependents := inv.dependents(pkgs)
@@ -167,10 +210,10 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 			for _, p := range targets {
 				hit = hit || entryNamesPackage(e.Entry, p.Slug, p.PackageID)
 			}
-			if opts.ResolutionCache {
-				for _, id := range opts.ModelIDs {
-					hit = hit || entryNames(e.Entry, id)
-				}
+			for _, id := range opts.ModelIDs {
+				// An entry of a model of which no package is left (an
+				// interrupted purge) goes too.
+				hit = hit || (entryNames(e.Entry, id) && (opts.ResolutionCache || len(pkgs) == 0 || !found[id]))
 			}
 		}
 		if hit {
@@ -179,6 +222,30 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 	}
 	// Records: drop the packages that go (all records with --all).
 	changes := m.planRecords(inv, targets, opts.All, ex)
+
+	if !opts.DryRun {
+		for _, md5 := range pending {
+			freed[md5] = true
+		}
+		// This run's intent, before anything is removed: a kill from here on
+		// leaves it for the rerun.
+		var mine []string
+		for md5 := range freed {
+			mine = append(mine, md5)
+		}
+		sort.Strings(mine)
+		if len(mine) > 0 {
+			done, err := meta.WritePurgeIntent(m.home, mine)
+			if err != nil {
+				return nil, fmt.Errorf("purge: %w", err)
+			}
+			defer func() {
+				if err := done(); err != nil {
+					m.log.Warn("removing the purge intent failed", "err", err)
+				}
+			}()
+		}
+	}
 
 	// 1. Entries, under their locks.
 	for _, e := range inv.Entries {
@@ -190,11 +257,12 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 			if err := m.c.Resolutions.Invalidate(ctx, e.Key); err != nil {
 				return rep, fmt.Errorf("purge entry %s: %w", e.Path, err)
 			}
-			if _, err := os.Lstat(e.Path); err == nil {
+			if _, err := inv.t.dir(topEntries).Lstat(e.Key + ".json"); err == nil {
 				it.Reason = "not removed (a symlink, or re-created concurrently)"
 				rep.Entries = append(rep.Entries, it)
 				continue
 			}
+			progress("entry", e.Path)
 		}
 		rep.Entries = append(rep.Entries, it)
 		rep.ReclaimedBytes += it.Bytes
@@ -203,8 +271,10 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 	// materialization lock, §9 rule 6).
 	for _, ch := range changes {
 		if !opts.DryRun {
-			if err := m.applyRecordChange(ctx, &ch); err != nil {
+			if err := m.applyRecordChange(ctx, inv, &ch); err != nil {
 				ch.Error = err.Error()
+			} else {
+				progress("record", ch.Path)
 			}
 		}
 		if ch.Deleted && ch.Error == "" {
@@ -222,12 +292,25 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 			rep.ReclaimedBytes += pp.Bytes
 			continue
 		}
-		if err := m.removePackage(ctx, inv, pp); err != nil {
+		if err := m.removePackage(ctx, inv, pp, progress); err != nil {
 			pp.Skipped = err.Error()
 			continue
 		}
 		pp.Removed = true
 		rep.ReclaimedBytes += pp.Bytes
+	}
+	for _, id := range opts.ModelIDs {
+		state := "gone"
+		if found[id] {
+			state = "removed"
+			slug, _ := layout.Slug(id)
+			for _, pp := range rep.Packages {
+				if pp.Skipped != "" && filepath.Base(filepath.Dir(pp.Dir)) == slug {
+					state = "kept"
+				}
+			}
+		}
+		rep.Models = append(rep.Models, PurgedModel{ModelID: id, State: state})
 	}
 	// 4. The GC pass: blobs the purge orphaned go now; with --blobs every
 	// unmarked blob does.
@@ -242,20 +325,35 @@ func (m *Maintainer) Purge(ctx context.Context, opts PurgeOptions) (*PurgeReport
 			delete(ex.pkgDirs, pp.Dir)
 		}
 	}
-	g := &gcRun{m: m, opts: GCOptions{DryRun: opts.DryRun, Grace: opts.Grace, PartialGrace: opts.PartialGrace},
-		now: m.now(), rep: newGCReport(GCOptions{DryRun: opts.DryRun, Grace: opts.Grace, PartialGrace: opts.PartialGrace}), ex: ex}
-	if err := g.run(ctx, freed); err != nil {
-		rep.GC = g.rep
+	gopts := GCOptions{DryRun: opts.DryRun, Grace: opts.Grace, PartialGrace: opts.PartialGrace}
+	g := &gcRun{m: m, opts: gopts, now: m.now(), rep: newGCReport(gopts), ex: ex}
+	err = g.run(ctx, inv, freed)
+	rep.GC = g.rep
+	if err != nil {
 		return rep, err
 	}
-	rep.GC = g.rep
+	if err := pendingDone(); err != nil {
+		m.log.Warn("removing finished purge intents failed", "err", err)
+	}
 	rep.ReclaimedBytes += g.rep.ReclaimedBytes
 	return rep, nil
 }
 
-func (m *Maintainer) selectPackages(inv *inventory, opts PurgeOptions) ([]*pkgScan, error) {
+// selectPackages returns the packages the options select and, per requested
+// model id, whether anything of it (packages, entries, records) was found.
+func (m *Maintainer) selectPackages(inv *inventory, opts PurgeOptions) ([]*pkgScan, map[string]bool) {
+	found := map[string]bool{}
 	if opts.Models {
-		return inv.Packages, nil
+		var out []*pkgScan
+		for _, p := range inv.Packages {
+			if p.Valid {
+				out = append(out, p)
+			}
+		}
+		for _, id := range opts.ModelIDs {
+			found[id] = true
+		}
+		return out, found
 	}
 	var out []*pkgScan
 	seen := map[*pkgScan]bool{}
@@ -265,16 +363,7 @@ func (m *Maintainer) selectPackages(inv *inventory, opts PurgeOptions) ([]*pkgSc
 	}
 	for _, id := range opts.ModelIDs {
 		ps := inv.modelPackages(id)
-		found := len(ps) > 0
-		if !found && !opts.ResolutionCache {
-			for _, e := range inv.Entries {
-				found = found || (e.Entry != nil && entryNames(e.Entry, id))
-			}
-			found = found || len(inv.recordsNaming(id)) > 0
-			if !found {
-				return nil, &NotFoundError{ModelID: id}
-			}
-		}
+		found[id] = len(ps) > 0
 		for _, p := range ps {
 			if seen[p] || (len(wantPkg) > 0 && !wantPkg[p.PackageID]) {
 				continue
@@ -283,253 +372,5 @@ func (m *Maintainer) selectPackages(inv *inventory, opts PurgeOptions) ([]*pkgSc
 			out = append(out, p)
 		}
 	}
-	return out, nil
-}
-
-// dependents maps each selected package to a package outside the selection
-// whose dependency link leads to it ("" when none).
-func (inv *inventory) dependents(selected []*pkgScan) map[*pkgScan]string {
-	sel := map[*pkgScan]bool{}
-	byReal := map[string]*pkgScan{}
-	for _, p := range selected {
-		sel[p] = true
-		byReal[realOr(p.Dir)] = p
-	}
-	out := map[*pkgScan]string{}
-	for _, p := range inv.Packages {
-		if sel[p] {
-			continue
-		}
-		for rel, li := range p.Links {
-			if !strings.HasPrefix(rel, layout.DependenciesDir+"/") {
-				continue
-			}
-			if dep := byReal[li.Resolved]; dep != nil && out[dep] == "" {
-				out[dep] = p.Dir
-			}
-		}
-		if p.Manifest != nil {
-			for _, d := range p.Manifest.DependencyPackagePaths {
-				if dep := byReal[d.TargetPath]; dep != nil && out[dep] == "" {
-					out[dep] = p.Dir
-				}
-			}
-		}
-	}
-	return out
-}
-
-// leasedPackages are the package dirs named by unexpired leases.
-func (inv *inventory) leasedPackages(now time.Time) map[string]bool {
-	out := map[string]bool{}
-	for i := range inv.Leases {
-		l := &inv.Leases[i]
-		if l.Expired(now) {
-			continue
-		}
-		for _, p := range l.Packages {
-			if filepath.IsAbs(p) {
-				out[filepath.Clean(p)] = true
-				continue
-			}
-			i := strings.LastIndexByte(p, '/')
-			if i <= 0 {
-				continue
-			}
-			if dir, err := inv.Home.PackageDir(p[:i], p[i+1:]); err == nil {
-				out[dir] = true
-			}
-		}
-	}
-	return out
-}
-
-// planRecords works out, per record, which packages go.
-func (m *Maintainer) planRecords(inv *inventory, targets []*pkgScan, all bool, ex *exclusions) []RecordChange {
-	var out []RecordChange
-	for _, r := range inv.Records {
-		ch := RecordChange{Path: r.Record.Path, RemovedPackages: []string{}, Bytes: r.node.Size}
-		ch.CanonicalModelID, _ = r.Record.CanonicalModelID()
-		removed := map[string]bool{}
-		for _, rp := range r.Packages {
-			slug, err := layout.Slug(rp.Owner)
-			if err != nil {
-				continue
-			}
-			for _, p := range targets {
-				if p.Slug == slug && p.PackageID == rp.PackageID && !removed[rp.PackageID] {
-					removed[rp.PackageID] = true
-					ch.RemovedPackages = append(ch.RemovedPackages, rp.PackageID)
-				}
-			}
-		}
-		if len(removed) == 0 && !all {
-			continue
-		}
-		ch.Deleted = all || len(removed) >= len(r.Packages)
-		ex.records[r.Record.Path] = removed
-		sort.Strings(ch.RemovedPackages)
-		out = append(out, ch)
-	}
-	return out
-}
-
-// applyRecordChange rewrites (or deletes) one record under its lock,
-// re-reading it there so that a concurrent warm-up is not lost.
-func (m *Maintainer) applyRecordChange(ctx context.Context, ch *RecordChange) error {
-	dir := m.c.Registry.Dir()
-	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
-		if err == nil {
-			err = &fsx.UnsafePathError{Op: "update record in", Path: dir, Kind: kindOf(fi)}
-		}
-		return err
-	}
-	lockPath := filepath.Join(dir, "."+filepath.Base(ch.Path)+".lock")
-	held, err := m.c.Locks.Lock(ctx, lockPath)
-	if err != nil {
-		return err
-	}
-	defer m.unlock(held)
-	data, err := readNoFollow(ch.Path, maxEntryFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	rec, err := offlinereg.ParseRecord(data)
-	if err != nil || ch.Deleted {
-		// An unreadable record is skipped by every reader; it goes with its packages.
-		if err := removeRegular(ch.Path); err != nil {
-			return err
-		}
-		ch.Deleted = true
-		return fsx.SyncDir(dir)
-	}
-	gone := map[string]bool{}
-	for _, id := range ch.RemovedPackages {
-		gone[id] = true
-	}
-	pv, _ := rec.Doc.Get("packages")
-	list, _ := pv.([]any)
-	kept := make([]any, 0, len(list))
-	for _, p := range list {
-		if o, ok := p.(*pyjson.Object); ok {
-			if id, ok := getString(o, "package_id"); ok && gone[id] {
-				continue
-			}
-		}
-		kept = append(kept, p)
-	}
-	if len(kept) == 0 {
-		if err := removeRegular(ch.Path); err != nil {
-			return err
-		}
-		ch.Deleted = true
-		return fsx.SyncDir(dir)
-	}
-	rec.Doc.Set("packages", kept)
-	if pr, ok := rec.Doc.Get("proven"); ok {
-		if po, ok := pr.(*pyjson.Object); ok {
-			po = po.Clone()
-			for id := range gone {
-				po.Delete(id)
-			}
-			rec.Doc.Set("proven", po)
-		}
-	}
-	out, err := rec.Marshal()
-	if err != nil {
-		return err
-	}
-	ch.Deleted = false
-	return fsx.WriteFileAtomic(ch.Path, out, offlinereg.DefaultFileMode)
-}
-
-// removePackage deletes one package dir under its materialization lock:
-// entries that re-appeared meanwhile, the manifest, the links, the dir, its
-// last-used stamp. Nothing is followed: a symlinked model or package dir is
-// refused, and links inside are unlinked, never their targets.
-func (m *Maintainer) removePackage(ctx context.Context, inv *inventory, pp *PurgedPackage) error {
-	models := m.home.ModelsCache()
-	if fi, err := os.Lstat(models); err != nil || !fi.IsDir() {
-		if err == nil {
-			err = &fsx.UnsafePathError{Op: "purge in", Path: models, Kind: kindOf(fi)}
-		}
-		return err
-	}
-	modelDir := filepath.Dir(pp.Dir)
-	for _, d := range []string{modelDir, pp.Dir} {
-		fi, err := os.Lstat(d)
-		if err != nil {
-			return err
-		}
-		if !fi.IsDir() {
-			return &fsx.UnsafePathError{Op: "purge", Path: d, Kind: kindOf(fi)}
-		}
-	}
-	held, err := m.c.Locks.Lock(ctx, filepath.Join(modelDir, "."+pp.PackageID+".materialization.lock"))
-	if err != nil {
-		return fmt.Errorf("package is being materialized: %w", err)
-	}
-	defer m.unlock(held)
-	// A load may have registered an entry since step 1.
-	slug := filepath.Base(modelDir)
-	if ents, err := m.rescanEntries(ctx); err == nil {
-		for _, e := range ents {
-			if e.Entry != nil && entryNamesPackage(e.Entry, slug, pp.PackageID) {
-				if err := m.c.Resolutions.Invalidate(ctx, e.Key); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if err := removeRegular(filepath.Join(pp.Dir, layout.ManifestFile)); err != nil {
-		return fmt.Errorf("remove manifest: %w", err)
-	}
-	if err := fsx.SyncDir(pp.Dir); err != nil {
-		return err
-	}
-	// Links next, deepest first, each unlinked itself.
-	var links []string
-	err = filepath.WalkDir(pp.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			links = append(links, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(links)))
-	for _, l := range links {
-		if err := os.Remove(l); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	// os.RemoveAll removes symlinks as entries and never descends through
-	// them (unlinkat/openat with O_NOFOLLOW).
-	if err := os.RemoveAll(pp.Dir); err != nil {
-		return err
-	}
-	if err := fsx.SyncDir(modelDir); err != nil {
-		return err
-	}
-	if dir, err := metaDirNoFollow(m.home, lastUsedDir, slug); err == nil && dir != "" {
-		if err := removeRegular(filepath.Join(dir, pp.PackageID)); err != nil {
-			m.log.Warn("removing last-used stamp failed", "package", pp.Dir, "err", err)
-		}
-	}
-	return nil
-}
-
-func (m *Maintainer) rescanEntries(ctx context.Context) ([]*entryScan, error) {
-	inv := &inventory{Home: m.home}
-	if err := m.scanEntries(ctx, inv); err != nil {
-		return nil, err
-	}
-	return inv.Entries, nil
+	return out, found
 }

@@ -5,34 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/layout"
 	"github.com/modelcache/modelcache/internal/manifest"
+	"github.com/modelcache/modelcache/internal/meta"
 )
-
-// handleParentsSafe refuses a nested handle whose parent directories are not
-// real directories inside the package dir: an lstat of the handle would
-// otherwise follow a planted directory link out of the cache.
-func handleParentsSafe(pkgDir, handle string) error {
-	dir := pkgDir
-	segs := strings.Split(handle, "/")
-	for _, s := range segs[:len(segs)-1] {
-		dir = filepath.Join(dir, s)
-		fi, err := os.Lstat(dir)
-		if err != nil {
-			return err
-		}
-		if !fi.IsDir() {
-			return &fsx.UnsafePathError{Op: "enter", Path: dir, Kind: kindOf(fi)}
-		}
-	}
-	return nil
-}
 
 // materializationLockPath is <model dir>/.<package id>.materialization.lock.
 func materializationLockPath(p *pkgScan) string {
@@ -41,7 +23,8 @@ func materializationLockPath(p *pkgScan) string {
 
 // repairPackage fixes findings of one package under its materialization
 // lock, so that no load materializes it meanwhile. Findings are updated in
-// place.
+// place. Every change is made through descriptors of the package's real
+// directories (never through a link), so nothing outside H is written.
 func (v *verifier) repairPackage(ctx context.Context, p *pkgScan, findings []Finding) {
 	m := v.m
 	held, err := m.c.Locks.Lock(ctx, materializationLockPath(p))
@@ -59,7 +42,7 @@ func (v *verifier) repairPackage(ctx context.Context, p *pkgScan, findings []Fin
 			arts[a.FileHandle] = a
 		}
 		for _, d := range p.Manifest.DependencyPackagePaths {
-			deps[filepath.Join(layout.DependenciesDir, d.Name)] = d
+			deps[layout.DependenciesDir+"/"+d.Name] = d
 		}
 	}
 	for i := range findings {
@@ -75,19 +58,18 @@ func (v *verifier) repairPackage(ctx context.Context, p *pkgScan, findings []Fin
 			if f.MD5 == "" {
 				continue // undeclared link: report only
 			}
-			v.checkBlob(ctx, f.MD5)
-			if v.blobOK[f.MD5] != nil {
+			if v.verdict(ctx, f.MD5) != nil {
 				action = "not repaired: blob " + f.MD5 + " is missing or bad; the next online load downloads it and fixes the link"
 				break
 			}
-			if err = m.relink(ctx, p.Dir, f.Handle, f.MD5, false); err == nil {
+			if err = v.relink(ctx, p, f.Handle, f.MD5, false); err == nil {
 				f.Repaired, action = true, "re-linked to blob "+f.MD5+" (the old link's target was not touched)"
 			}
 		case FindFileInLinkPlace:
-			action, err = v.adoptFile(ctx, p.Dir, f)
+			action, err = v.adoptFile(ctx, p, f)
 		case FindFileMismatch:
 			if a, ok := arts[f.Handle]; ok && a.Unhashed {
-				if err = removeAside(f.Path); err == nil {
+				if err = v.removeAside(p, f.Handle); err == nil {
 					f.Repaired, action = true, "moved aside and deleted; the next online load downloads it again"
 				}
 			} else {
@@ -98,7 +80,7 @@ func (v *verifier) repairPackage(ctx context.Context, p *pkgScan, findings []Fin
 			if !ok {
 				continue
 			}
-			if err = m.relinkDependency(ctx, p.Dir, d); err == nil {
+			if err = v.relinkDependency(ctx, p, d); err == nil {
 				f.Repaired, action = true, "re-pointed at "+d.TargetPath
 			}
 		default:
@@ -115,45 +97,57 @@ func (v *verifier) repairPackage(ctx context.Context, p *pkgScan, findings []Fin
 // MD5 it becomes the blob (renamed into shared-blobs, or dropped when the
 // blob already exists) and the handle a link; with the wrong one it is
 // corrupt and goes.
-func (v *verifier) adoptFile(ctx context.Context, pkgDir string, f *Finding) (string, error) {
+func (v *verifier) adoptFile(ctx context.Context, p *pkgScan, f *Finding) (string, error) {
 	m := v.m
-	sum, sha, id, err := hashFile(ctx, f.Path)
+	sum, sha, id, err := v.hashFile(ctx, p, f.Handle)
 	if err != nil {
 		return "", err
 	}
 	if sum != f.MD5 {
-		if err := removeAside(f.Path); err != nil {
+		if err := v.removeAside(p, f.Handle); err != nil {
 			return "", err
 		}
 		f.Repaired = true
 		return fmt.Sprintf("content has MD5 %s, not %s: moved aside and deleted; the next online load downloads it", sum, f.MD5), nil
 	}
-	v.checkBlob(ctx, f.MD5) // a corrupt existing blob is removed first (with Repair)
+	v.verdict(ctx, f.MD5) // a corrupt existing blob is removed first (with Repair)
+	blobs := v.inv.t.dir(topBlobs)
+	if blobs == nil {
+		return "", fmt.Errorf("%s is missing or not a real directory", m.home.SharedBlobs())
+	}
 	held, err := m.c.Blobs.Lock(ctx, f.MD5)
 	if err != nil {
 		return "", err
 	}
-	blobPath, _ := m.c.Blobs.Path(f.MD5)
+	d, closeDir, name, err := v.inv.t.openHandleDir(p, f.Handle)
+	if err != nil {
+		m.unlock(held)
+		return "", err
+	}
+	defer closeDir()
 	moved := false
-	has, err := m.c.Blobs.Has(f.MD5)
-	if err == nil && !has {
-		if now, lerr := fsx.LstatID(f.Path); lerr != nil || !id.Unchanged(now) {
+	_, err = blobs.Lstat(f.MD5)
+	if errors.Is(err, fs.ErrNotExist) {
+		if now, lerr := d.Lstat(name); lerr != nil || !id.Unchanged(now) {
 			m.unlock(held)
 			return "", fmt.Errorf("%s changed while being adopted", f.Path)
 		}
-		switch rerr := fsx.RenameNoReplace(f.Path, blobPath); {
+		switch rerr := d.RenameNoReplace(name, blobs, f.MD5); {
 		case rerr == nil:
 			moved = true
-			err = errors.Join(fsx.SyncDir(filepath.Dir(blobPath)), fsx.SyncDir(filepath.Dir(f.Path)))
+			err = errors.Join(blobs.Sync(), d.Sync())
 		case errors.Is(rerr, fs.ErrExist):
-			// Published concurrently: ours is a duplicate.
-		default:
+			err = nil // published concurrently: ours is a duplicate
+		case errors.Is(rerr, syscall.EXDEV):
 			// Another filesystem: copy through the verified publish path.
-			var src *os.File
-			if src, err = fsx.OpenNoFollow(f.Path); err == nil {
+			src, oerr := d.Open(name)
+			err = oerr
+			if oerr == nil {
 				_, err = m.c.Blobs.Put(ctx, f.MD5, src, id.Size, blobfs.WithHeldLock(held))
 				src.Close()
 			}
+		default:
+			err = rerr
 		}
 	}
 	m.unlock(held)
@@ -161,12 +155,14 @@ func (v *verifier) adoptFile(ctx context.Context, pkgDir string, f *Finding) (st
 		return "", err
 	}
 	if moved && !m.offline() {
-		if serr := WriteVerifiedStamp(m.home, NewVerifiedStamp(f.MD5, sha, id, m.now())); serr != nil {
-			m.log.Warn("writing verified stamp failed", "md5", f.MD5, "err", serr)
+		if serr := meta.AppendVerified(m.home, false, meta.NewVerified(f.MD5, sha, id, m.now())); serr != nil {
+			m.log.Warn("writing verified record failed", "md5", f.MD5, "err", serr)
 		}
 	}
+	v.mu.Lock()
 	v.blobOK[f.MD5] = nil
-	if err := m.relink(ctx, pkgDir, f.Handle, f.MD5, true); err != nil {
+	v.mu.Unlock()
+	if err := v.relink(ctx, p, f.Handle, f.MD5, true); err != nil {
 		return "", err
 	}
 	f.Repaired = true
@@ -177,49 +173,46 @@ func (v *verifier) adoptFile(ctx context.Context, pkgDir string, f *Finding) (st
 }
 
 // relink makes <pkg>/<handle> a link to the blob under the handle lock
-// (§11.1): relative target from real paths, verified, absolute fallback.
-// A regular file at the handle is replaced only when replaceFile is set
-// (adoptFile, after the file's MD5 matched).
-func (m *Maintainer) relink(ctx context.Context, pkgDir, handle, md5 string, replaceFile bool) error {
-	p, err := layout.HandlePath(pkgDir, handle)
+// (§11.1). The text is relative ("../" per level up to H, then
+// shared-blobs/<md5>): every directory on the way is a real one, so that is
+// where it resolves; it is checked after creation. A regular file at the
+// handle is replaced only when replaceFile is set (adoptFile, after the
+// file's MD5 matched).
+func (v *verifier) relink(ctx context.Context, p *pkgScan, handle, md5 string, replaceFile bool) error {
+	m := v.m
+	if !md5NameRE.MatchString(md5) {
+		return fmt.Errorf("relink: %q is not an md5", md5)
+	}
+	d, closeDir, name, err := v.inv.t.openHandleDir(p, handle)
 	if err != nil {
 		return err
 	}
-	lp, err := layout.HandleLockPath(pkgDir, handle)
-	if err != nil {
-		return err
-	}
-	blob, err := m.c.Blobs.Path(md5)
-	if err != nil {
-		return err
-	}
-	if err := handleParentsSafe(pkgDir, handle); err != nil {
-		return err
-	}
-	held, err := m.c.Locks.Lock(ctx, lp)
+	defer closeDir()
+	held, err := m.c.Locks.Lock(ctx, d.Join("."+name+".lock"))
 	if err != nil {
 		return err
 	}
 	defer m.unlock(held)
-	fi, err := os.Lstat(p)
+	id, err := d.Lstat(name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return err
-	case fi.Mode().IsRegular() && !replaceFile:
-		return fmt.Errorf("%s became a regular file; run verify again", p)
-	case !fi.Mode().IsRegular() && fi.Mode()&fs.ModeSymlink == 0:
-		return &fsx.UnsafePathError{Op: "link", Path: p, Kind: kindOf(fi)}
+	case id.IsRegular() && !replaceFile:
+		return fmt.Errorf("%s became a regular file; run verify again", d.Join(name))
+	case !id.IsRegular() && id.Mode&fs.ModeSymlink == 0:
+		return &fsx.UnsafePathError{Op: "link", Path: d.Join(name), Kind: kindOfMode(id.Mode)}
 	}
-	target := blob
-	if rel, err := fsx.RelativeLinkTarget(filepath.Dir(p), blob); err == nil {
-		target = rel
+	pos := p.Rel
+	if dir := filepath.Dir(handle); dir != "." {
+		pos += "/" + dir
 	}
-	if err := fsx.ReplaceSymlink(target, p); err != nil {
+	target := strings.Repeat("../", strings.Count(pos, "/")+1) + topBlobs + "/" + md5
+	if err := d.ReplaceSymlink(target, name); err != nil {
 		return err
 	}
-	if same, _ := sameRealPath(p, blob); !same {
-		return fsx.ReplaceSymlink(blob, p)
+	if li := v.inv.t.classifyLink(pos, target); !li.OurBlob || li.BlobMD5 != md5 {
+		return fmt.Errorf("the new link %s -> %s does not lead to blob %s", d.Join(name), target, md5)
 	}
 	return nil
 }
@@ -227,74 +220,72 @@ func (m *Maintainer) relink(ctx context.Context, pkgDir, handle, md5 string, rep
 // relinkDependency re-points model_dependencies/<name> at the recorded
 // target when that is a real package dir inside the cache whose manifest
 // still has the recorded hash.
-func (m *Maintainer) relinkDependency(ctx context.Context, pkgDir string, d manifest.DependencyPath) error {
-	link, err := layout.DependencyLinkPath(pkgDir, d.Name)
-	if err != nil {
+func (v *verifier) relinkDependency(ctx context.Context, p *pkgScan, dp manifest.DependencyPath) error {
+	m := v.m
+	if _, err := layout.DependencyLinkPath(p.Dir, dp.Name); err != nil {
 		return err
 	}
-	lp, err := layout.DependencyLockPath(pkgDir, d.Name)
-	if err != nil {
-		return err
+	rel, inside := v.inv.relOf(dp.TargetPath)
+	if !inside {
+		return fmt.Errorf("recorded target %s is outside the cache", dp.TargetPath)
 	}
-	if !within(d.TargetPath, realOr(m.home.Root)) {
-		return fmt.Errorf("recorded target %s is outside the cache", d.TargetPath)
-	}
-	fi, err := os.Lstat(d.TargetPath)
+	target, err := v.inv.t.openRel(rel)
 	if err != nil {
 		return fmt.Errorf("recorded target: %w", err)
 	}
-	if !fi.IsDir() {
-		return &fsx.UnsafePathError{Op: "link dependency", Path: d.TargetPath, Kind: kindOf(fi)}
-	}
-	mf, err := manifest.Read(ctx, d.TargetPath)
+	target.Close()
+	h, err := v.inv.manifestHashAt(rel)
 	if err != nil {
 		return fmt.Errorf("recorded target: %w", err)
 	}
-	if mf.ContentHash() != d.PackageManifestHash {
-		return fmt.Errorf("the dependency at %s changed since this package was published; purge this package to re-materialize it", d.TargetPath)
+	if h != dp.PackageManifestHash {
+		return fmt.Errorf("the dependency at %s changed since this package was published; purge this package to re-materialize it", dp.TargetPath)
 	}
-	depDir := filepath.Dir(link)
-	if dfi, err := os.Lstat(depDir); err != nil || !dfi.IsDir() {
-		if err == nil {
-			err = &fsx.UnsafePathError{Op: "link dependency", Path: depDir, Kind: kindOf(dfi)}
-		}
+	d, closeDir, name, err := v.inv.t.openHandleDir(p, layout.DependenciesDir+"/"+dp.Name)
+	if err != nil {
 		return err
 	}
-	held, err := m.c.Locks.Lock(ctx, lp)
+	defer closeDir()
+	held, err := m.c.Locks.Lock(ctx, d.Join("."+name+".lock"))
 	if err != nil {
 		return err
 	}
 	defer m.unlock(held)
-	if lfi, err := os.Lstat(link); err == nil && lfi.Mode()&fs.ModeSymlink == 0 {
-		return fmt.Errorf("%s is not a symlink; remove it by hand", link)
+	if id, err := d.Lstat(name); err == nil && id.Mode&fs.ModeSymlink == 0 {
+		return fmt.Errorf("%s is not a symlink; remove it by hand", d.Join(name))
 	}
-	return fsx.ReplaceSymlink(d.TargetPath, link)
+	return d.ReplaceSymlink(dp.TargetPath, name)
 }
 
-// removeAside deletes a regular file with proven-wrong content: renamed to
-// .<name>.corrupt-<token> first so no reader opens it by name meanwhile.
-func removeAside(path string) error {
-	fi, err := os.Lstat(path)
+// removeAside deletes a regular file of a package with proven-wrong content:
+// renamed to .<name>.corrupt-<token> first so no reader opens it by name
+// meanwhile.
+func (v *verifier) removeAside(p *pkgScan, handle string) error {
+	d, closeDir, name, err := v.inv.t.openHandleDir(p, handle)
+	if err != nil {
+		return err
+	}
+	defer closeDir()
+	id, err := d.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if !fi.Mode().IsRegular() {
-		return &fsx.UnsafePathError{Op: "remove", Path: path, Kind: kindOf(fi)}
+	if !id.IsRegular() {
+		return &fsx.UnsafePathError{Op: "remove", Path: d.Join(name), Kind: kindOfMode(id.Mode)}
 	}
 	tok, err := fsx.HexToken()
 	if err != nil {
 		return err
 	}
-	dir, base := filepath.Split(path)
-	aside := filepath.Join(dir, "."+base+".corrupt-"+tok)
-	if err := os.Rename(path, aside); err != nil {
+	aside := "." + name + ".corrupt-" + tok
+	if err := d.Rename(name, d, aside); err != nil {
 		return err
 	}
-	if err := os.Remove(aside); err != nil {
+	if err := d.Remove(aside); err != nil {
 		return err
 	}
-	return fsx.SyncDir(dir)
+	return d.Sync()
 }

@@ -4,22 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strings"
+	"runtime"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/modelcache/modelcache/internal/autoresolve"
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/cache"
 	"github.com/modelcache/modelcache/internal/fsx"
 	"github.com/modelcache/modelcache/internal/layout"
+	"github.com/modelcache/modelcache/internal/meta"
 	"github.com/modelcache/modelcache/internal/offlinereg"
-	"github.com/modelcache/modelcache/internal/pyjson"
 )
 
 // TempKind names a transient file left by a writer (on-disk contract §2).
@@ -87,57 +87,66 @@ func blobTempKind(k blobfs.Kind) TempKind {
 	return ""
 }
 
-// node is one directory entry as lstat saw it.
+// node is one directory entry as fstatat (or, for links, readlinkat) saw it.
 type node struct {
+	// Path as reached from H (for reports); Rel is relative to the package
+	// dir for package nodes.
 	Path     string
-	Rel      string // relative to the package dir, for package nodes
+	Rel      string
 	Mode     fs.FileMode
 	Size     int64
 	ModTime  time.Time
 	Dev, Ino uint64
+	Nlink    uint64
 	HasIno   bool
 	LinkText string
 }
 
-func nodeOf(path string, fi fs.FileInfo) node {
-	n := node{Path: path, Mode: fi.Mode(), Size: fi.Size(), ModTime: fi.ModTime()}
-	n.Dev, n.Ino, n.HasIno = inodeOf(fi)
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		n.LinkText, _ = os.Readlink(path)
-	}
-	return n
+func nodeOf(path string, id fsx.FileID) node {
+	return node{Path: path, Mode: id.Mode, Size: id.Size, ModTime: time.Unix(0, id.MtimeNS),
+		Dev: id.Dev, Ino: id.Ino, Nlink: id.Nlink, HasIno: id.Ino != 0}
 }
 
-func (n node) isLink() bool    { return n.Mode&fs.ModeSymlink != 0 }
+func (n node) isLink() bool { return n.Mode&fs.ModeSymlink != 0 }
+
 func (n node) isRegular() bool { return n.Mode.IsRegular() }
-
-// linkInfo describes where a symlink in a package dir leads, worked out from
-// link texts only (nothing is opened through the link).
-type linkInfo struct {
-	// BlobMD5 is set when the link names shared-blobs/<md5> (lexically: the
-	// conservative test GC marks with).
-	BlobMD5 string
-	// OurBlob: it resolves into this cache's shared-blobs.
-	OurBlob bool
-	// Inside: the target lies under H (as written or as resolved).
-	Inside bool
-	// Resolved is the absolute target with the link's own directory resolved.
-	Resolved string
-}
 
 // pkgScan is one package dir with everything in it.
 type pkgScan struct {
 	cache.PackageInfo
+	// Rel is the package dir relative to H (models-cache/<slug>/<id>).
+	Rel string
+	// Valid: a v2 slug and a valid package id (others are only marked from).
+	Valid bool
 	// ModelID is the cache owner: the manifest's model_id, else inferred
 	// from entries and records, else "".
-	ModelID  string
-	Nodes    []node // the dir itself first
-	DirBytes int64  // du -sb of the package dir
+	ModelID string
+	Nodes   []node // the dir itself first
+	// DirBytes is du -sb of the package dir (each inode once).
+	DirBytes int64
 	// Links maps the rel path of each symlink to where it leads.
 	Links map[string]linkInfo
 	// Blobs are the distinct blobs of this cache its links lead to.
 	Blobs    []string
 	LastUsed *time.Time
+	// Temps are transient files in the package (with their dirs' rel).
+	Temps []walkedTemp
+	// MarkMD5s (links-only scans): md5s its links name lexically or its
+	// manifest mentions, for conservative marks.
+	MarkMD5s []string
+	// byRel indexes Nodes (built on first use).
+	byRel map[string]node
+}
+
+// modelScan is one directory of models-cache.
+type modelScan struct {
+	Slug string
+	Dir  string
+	// Bytes is du -sb of the model dir.
+	Bytes    int64
+	Packages []*pkgScan
+	// Temps: transient files directly in the model dir.
+	Temps []walkedTemp
 }
 
 // blobScan is one regular blob file.
@@ -170,8 +179,9 @@ type entryScan struct {
 
 // recordScan is one offline-weights record.
 type recordScan struct {
-	Record   *offlinereg.Record
-	Status   *offlinereg.ModelStatus
+	Record *offlinereg.Record
+	Status *offlinereg.ModelStatus
+	// Packages are the recorded packages (parsable ones).
 	Packages []recordPackage
 	node     node
 }
@@ -186,11 +196,13 @@ type recordPackage struct {
 
 // inventory is a read-only snapshot of H.
 type inventory struct {
+	t        *tree
 	Home     layout.Home
 	RealHome string
-	// RealBlobs is the resolved shared-blobs dir ("" when absent).
-	RealBlobs string
-	Packages  []*pkgScan
+	Models   []*modelScan
+	Packages []*pkgScan
+	// OddModels are entries of models-cache that are not directories.
+	OddModels []node
 	// BlobsErr is set when shared-blobs cannot be listed safely (a symlink).
 	BlobsErr  error
 	SBEntries []sbEntry
@@ -198,35 +210,99 @@ type inventory struct {
 	Entries   []*entryScan
 	EntryErr  error
 	Records   []*recordScan
-	RecordErr error
-	Leases    []Lease
-	BadLeases []string
+	// RecordMD5s: every quoted md5 in any record file, parsable or not
+	// (conservative marks).
+	RecordMD5s map[string]bool
+	RecordErr  error
+	Leases     []meta.Lease
+	BadLeases  []string
+	LeaseErr   error
 	// Users counts, per blob md5, the packages linking to it.
 	Users map[string][]*pkgScan
+	// Others: packages of a targeted scan read for their links only.
+	Others []*pkgScan
+	// partial: a targeted scan (only some models walked in full, only the
+	// candidate blobs known): its GC pass sweeps those blobs and nothing else.
+	partial bool
+	// noSizes: regular files of packages are not stat'ed (verify and gc do
+	// not report sizes; temps and manifests are still read or stat'ed).
+	noSizes bool
 }
 
-// scan builds the inventory. It reads manifests, entries and records but
-// never writes, locks or deletes.
+// workers bounds the parallelism of walks and hashing.
+func (m *Maintainer) workers() int {
+	if m.parallel > 0 {
+		return m.parallel
+	}
+	return min(max(2*runtime.GOMAXPROCS(0), 4), 16)
+}
+
+// scan builds the inventory of the whole cache. It reads manifests, entries
+// and records but never writes, locks or deletes. Close the tree after use.
 func (m *Maintainer) scan(ctx context.Context) (*inventory, error) {
-	inv := &inventory{Home: m.home, Blobs: map[string]*blobScan{}, Users: map[string][]*pkgScan{}}
-	inv.RealHome = realOr(m.home.Root)
-	if err := m.scanBlobs(ctx, inv); err != nil {
+	return m.scanWith(ctx, true, true)
+}
+
+// scanWith is scan; without entries it leaves the auto-resolution cache
+// unread (verify does not check entries).
+func (m *Maintainer) scanWith(ctx context.Context, entries, sizes bool) (*inventory, error) {
+	t, err := openTree(m.home)
+	if err != nil {
 		return nil, err
 	}
-	if err := m.scanEntries(ctx, inv); err != nil {
-		return nil, err
-	}
-	if err := m.scanRecords(ctx, inv); err != nil {
-		return nil, err
-	}
-	var err error
-	if inv.Leases, inv.BadLeases, err = ReadLeases(ctx, m.home); err != nil {
-		return nil, fmt.Errorf("read leases: %w", err)
-	}
-	if err := m.scanPackages(ctx, inv); err != nil {
+	inv, err := m.scanTree(ctx, t, entries, sizes)
+	if err != nil {
+		t.close()
 		return nil, err
 	}
 	return inv, nil
+}
+
+func (m *Maintainer) scanTree(ctx context.Context, t *tree, entries, sizes bool) (*inventory, error) {
+	inv := &inventory{t: t, Home: m.home, RealHome: t.realRoot, Blobs: map[string]*blobScan{},
+		Users: map[string][]*pkgScan{}, RecordMD5s: map[string]bool{}, noSizes: !sizes}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.scanBlobs(gctx, inv) })
+	if entries {
+		g.Go(func() error { return m.scanEntries(gctx, inv, nil) })
+	}
+	g.Go(func() error { return m.scanRecords(gctx, inv) })
+	g.Go(func() error { return m.scanLeases(gctx, inv) })
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := m.scanPackages(ctx, inv, nil); err != nil {
+		return nil, err
+	}
+	inv.recordPresence()
+	return inv, nil
+}
+
+// scanLeases reads .meta/leases (LeaseErr when it cannot be read safely).
+func (m *Maintainer) scanLeases(ctx context.Context, inv *inventory) error {
+	t := inv.t
+	d := t.dir(topMeta)
+	if err := t.unsafe[topMeta]; err != nil {
+		inv.LeaseErr = err
+		return nil
+	}
+	if d == nil {
+		return nil
+	}
+	ld, err := d.Sub(meta.LeasesDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		inv.LeaseErr = err
+		return nil
+	}
+	defer ld.Close()
+	inv.Leases, inv.BadLeases, err = meta.ReadLeasesIn(ctx, ld)
+	if err != nil {
+		return fmt.Errorf("read leases: %w", err)
+	}
+	return nil
 }
 
 func realOr(p string) string {
@@ -237,309 +313,70 @@ func realOr(p string) string {
 }
 
 func (m *Maintainer) scanBlobs(ctx context.Context, inv *inventory) error {
-	dir := m.home.SharedBlobs()
-	fi, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	t := inv.t
+	if err := t.unsafe[topBlobs]; err != nil {
+		inv.BlobsErr = err
 		return nil
 	}
+	d := t.dir(topBlobs)
+	if d == nil {
+		return nil
+	}
+	ents, err := d.Entries()
 	if err != nil {
 		return err
 	}
-	if !fi.IsDir() {
-		inv.BlobsErr = &fsx.UnsafePathError{Op: "list", Path: dir, Kind: kindOf(fi)}
-		return nil
-	}
-	inv.RealBlobs = realOr(dir)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("list %s: %w", dir, err)
-	}
-	for _, e := range ents {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		p := filepath.Join(dir, e.Name())
-		fi, err := os.Lstat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed concurrently
-		}
-		if err != nil {
-			return err
-		}
-		kind, md5 := blobfs.Classify(e.Name())
-		se := sbEntry{Name: e.Name(), Kind: kind, MD5: md5, node: nodeOf(p, fi)}
-		inv.SBEntries = append(inv.SBEntries, se)
-		if kind == blobfs.KindBlob && fi.Mode().IsRegular() {
-			inv.Blobs[md5] = &blobScan{MD5: md5, Path: p, Size: fi.Size(), ModTime: fi.ModTime(), node: se.node}
-		}
-	}
-	return nil
-}
-
-// maxEntryFile bounds the read of one entry (entries list every file of a
-// package and its dependencies; a few MiB at most).
-const maxEntryFile = 64 << 20
-
-func (m *Maintainer) scanEntries(ctx context.Context, inv *inventory) error {
-	dir := m.home.AutoResolutionCache()
-	fi, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		inv.EntryErr = &fsx.UnsafePathError{Op: "list", Path: dir, Kind: kindOf(fi)}
-		return nil
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("list %s: %w", dir, err)
-	}
-	now := m.now()
-	for _, e := range ents {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		name := e.Name()
-		if !entryRE.MatchString(name) {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		fi, err := os.Lstat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		es := &entryScan{Key: strings.TrimSuffix(name, ".json"), Path: p, node: nodeOf(p, fi)}
-		if !fi.Mode().IsRegular() {
-			es.Err = &fsx.UnsafePathError{Op: "read", Path: p, Kind: kindOf(fi)}
-			inv.Entries = append(inv.Entries, es)
-			continue
-		}
-		data, err := readNoFollow(p, maxEntryFile)
-		if err == nil {
-			es.Entry, err = autoresolve.ParseEntry(data)
-		}
-		es.Err = err
-		if es.Entry != nil {
-			es.Expired = m.ttl <= 0 || now.Sub(es.Entry.CreatedAt.Time) > m.ttl
-		}
-		inv.Entries = append(inv.Entries, es)
-	}
-	return nil
-}
-
-func readNoFollow(p string, limit int64) ([]byte, error) {
-	f, err := fsx.OpenNoFollow(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, limit))
-}
-
-func (m *Maintainer) scanRecords(ctx context.Context, inv *inventory) error {
-	recs, err := m.c.Registry.Records(ctx)
-	if err != nil {
-		var se *offlinereg.SymlinkError
-		if errors.As(err, &se) {
-			inv.RecordErr = err
-			return nil
-		}
-		return fmt.Errorf("read offline records: %w", err)
-	}
-	statuses, err := m.c.Registry.List(ctx)
-	if err != nil {
-		return fmt.Errorf("list offline records: %w", err)
-	}
-	byPath := map[string]*offlinereg.ModelStatus{}
-	for i := range statuses {
-		byPath[statuses[i].Path] = &statuses[i]
-	}
-	for _, r := range recs {
-		rs := &recordScan{Record: r, Status: byPath[r.Path]}
-		if fi, err := os.Lstat(r.Path); err == nil {
-			rs.node = nodeOf(r.Path, fi)
-		}
-		canonical, _ := r.CanonicalModelID()
-		pv, _ := r.Doc.Get("packages")
-		list, _ := pv.([]any)
-		for _, p := range list {
-			o, ok := p.(*pyjson.Object)
-			if !ok {
-				continue
-			}
-			rp := recordPackage{Owner: canonical}
-			rp.PackageID, _ = getString(o, "package_id")
-			if owner, ok := getString(o, "cache_model_id"); ok && owner != "" {
-				rp.Owner = owner
-			}
-			av, _ := o.Get("artifacts")
-			arts, _ := av.([]any)
-			for _, a := range arts {
-				if ao, ok := a.(*pyjson.Object); ok {
-					if md5, ok := getString(ao, "md5_hash"); ok && md5NameRE.MatchString(md5) {
-						rp.MD5s = append(rp.MD5s, md5)
-					}
+	out := make([]sbEntry, len(ents))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(m.workers())
+	const chunk = 512
+	for lo := 0; lo < len(ents); lo += chunk {
+		hi := min(lo+chunk, len(ents))
+		g.Go(func() error {
+			for i := lo; i < hi; i++ {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				e := ents[i]
+				kind, md5 := blobfs.Classify(e.Name)
+				se := sbEntry{Name: e.Name, Kind: kind, MD5: md5}
+				if kind == blobfs.KindLock {
+					// Lock files are only counted by du; their type is enough here.
+					se.node = node{Path: d.Join(e.Name), Mode: e.Type}
+					out[i] = se
+					continue
+				}
+				id, err := d.Lstat(e.Name)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // removed concurrently
+				}
+				if err != nil {
+					return err
+				}
+				se.node = nodeOf(d.Join(e.Name), id)
+				out[i] = se
+				if kind == blobfs.KindBlob && id.IsRegular() {
+					mu.Lock()
+					inv.Blobs[md5] = &blobScan{MD5: md5, Path: se.node.Path, Size: id.Size, ModTime: se.node.ModTime, node: se.node}
+					mu.Unlock()
 				}
 			}
-			rs.Packages = append(rs.Packages, rp)
-		}
-		inv.Records = append(inv.Records, rs)
-	}
-	return nil
-}
-
-func getString(o *pyjson.Object, key string) (string, bool) {
-	v, _ := o.Get(key)
-	s, ok := v.(string)
-	return s, ok
-}
-
-func (m *Maintainer) scanPackages(ctx context.Context, inv *inventory) error {
-	infos, err := m.c.ScanPackages(ctx)
-	if err != nil {
-		return fmt.Errorf("scan packages: %w", err)
-	}
-	owners := inv.knownModelIDs()
-	for _, info := range infos {
-		ps := &pkgScan{PackageInfo: info, Links: map[string]linkInfo{}}
-		if info.Manifest != nil && info.Manifest.ModelID != nil {
-			ps.ModelID = *info.Manifest.ModelID
-		} else {
-			ps.ModelID = owners[info.Slug]
-		}
-		if err := m.walkPackage(ctx, inv, ps); err != nil {
-			return err
-		}
-		if t, ok, _ := lastUsedAt(filepath.Join(m.home.Meta(), lastUsedDir, info.Slug, info.PackageID)); ok {
-			ps.LastUsed = &t
-		}
-		inv.Packages = append(inv.Packages, ps)
-		for _, md5 := range ps.Blobs {
-			inv.Users[md5] = append(inv.Users[md5], ps)
-		}
-	}
-	return nil
-}
-
-// knownModelIDs maps slugs to model ids named by entries and records, for
-// package dirs that have no manifest yet.
-func (inv *inventory) knownModelIDs() map[string]string {
-	out := map[string]string{}
-	add := func(id *string) {
-		if id == nil || *id == "" {
-			return
-		}
-		if s, err := layout.Slug(*id); err == nil {
-			if _, ok := out[s]; !ok {
-				out[s] = *id
-			}
-		}
-	}
-	for _, e := range inv.Entries {
-		if e.Entry != nil {
-			add(e.Entry.CacheModelID)
-			add(e.Entry.CanonicalModelID)
-		}
-	}
-	for _, r := range inv.Records {
-		for i := range r.Packages {
-			add(&r.Packages[i].Owner)
-		}
-	}
-	return out
-}
-
-func (m *Maintainer) walkPackage(ctx context.Context, inv *inventory, ps *pkgScan) error {
-	blobs := map[string]bool{}
-	err := filepath.WalkDir(ps.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p != ps.Dir {
-				return nil
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
 			return nil
-		}
-		if err != nil {
-			return err
-		}
-		n := nodeOf(p, fi)
-		n.Rel, _ = filepath.Rel(ps.Dir, p)
-		ps.Nodes = append(ps.Nodes, n)
-		ps.DirBytes += n.Size
-		if n.isLink() {
-			li := inv.resolveLink(p, n.LinkText)
-			ps.Links[n.Rel] = li
-			if li.OurBlob {
-				blobs[li.BlobMD5] = true
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("walk package %s: %w", ps.Dir, err)
+		})
 	}
-	for md5 := range blobs {
-		ps.Blobs = append(ps.Blobs, md5)
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	sort.Strings(ps.Blobs)
+	for _, se := range out {
+		if se.Name != "" {
+			inv.SBEntries = append(inv.SBEntries, se)
+		}
+	}
 	return nil
 }
 
-// resolveLink works out where a link leads from its text: the link's own
-// directory is resolved (relative links are computed from real paths), the
-// rest is lexical except for the target's parent directory.
-func (inv *inventory) resolveLink(linkPath, text string) linkInfo {
-	var li linkInfo
-	if text == "" {
-		return li
-	}
-	target := text
-	if !filepath.IsAbs(target) {
-		target = filepath.Join(realOr(filepath.Dir(linkPath)), target)
-	}
-	target = filepath.Clean(target)
-	resolved := filepath.Join(realOr(filepath.Dir(target)), filepath.Base(target))
-	li.Resolved = resolved
-	li.Inside = within(target, filepath.Clean(inv.Home.Root)) || within(target, inv.RealHome) ||
-		within(resolved, inv.RealHome)
-	base := filepath.Base(target)
-	if md5NameRE.MatchString(base) && filepath.Base(filepath.Dir(target)) == blobfs.DirName {
-		li.BlobMD5 = base
-	}
-	if md5NameRE.MatchString(filepath.Base(resolved)) && inv.RealBlobs != "" && filepath.Dir(resolved) == inv.RealBlobs {
-		li.BlobMD5 = filepath.Base(resolved)
-		li.OurBlob = true
-	}
-	return li
-}
-
-// within reports whether p is dir or lies under it (lexically).
-func within(p, dir string) bool {
-	if dir == "" {
-		return false
-	}
-	if p == dir {
-		return true
-	}
-	if !strings.HasSuffix(dir, "/") {
-		dir += "/"
-	}
-	return strings.HasPrefix(p, dir)
-}
-
-// packagesOf returns the packages whose dir is the slug of modelID.
+// packagesOf returns the valid packages whose dir is the slug of modelID.
 func (inv *inventory) packagesOf(modelID string) ([]*pkgScan, error) {
 	slug, err := layout.Slug(modelID)
 	if err != nil {
@@ -547,67 +384,9 @@ func (inv *inventory) packagesOf(modelID string) ([]*pkgScan, error) {
 	}
 	var out []*pkgScan
 	for _, p := range inv.Packages {
-		if p.Slug == slug {
+		if p.Slug == slug && p.Valid {
 			out = append(out, p)
 		}
 	}
 	return out, nil
-}
-
-// recordsNaming returns the records whose canonical id or aliases are
-// modelID, or that record a package in a dir owned by modelID.
-func (inv *inventory) recordsNaming(modelID string) []*recordScan {
-	var out []*recordScan
-	for _, r := range inv.Records {
-		c, _ := r.Record.CanonicalModelID()
-		hit := c == modelID || r.Record.HasAlias(modelID)
-		for _, p := range r.Packages {
-			hit = hit || p.Owner == modelID
-		}
-		if hit {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// entryNames reports whether an entry names modelID (requested, owner or
-// canonical id).
-func entryNames(e *autoresolve.Entry, modelID string) bool {
-	return e.ModelID == modelID || (e.CacheModelID != nil && *e.CacheModelID == modelID) ||
-		(e.CanonicalModelID != nil && *e.CanonicalModelID == modelID)
-}
-
-// entryOwner is the model id whose dir holds the entry's package.
-func entryOwner(e *autoresolve.Entry) string {
-	if e.CacheModelID != nil && *e.CacheModelID != "" {
-		return *e.CacheModelID
-	}
-	if e.CanonicalModelID != nil && *e.CanonicalModelID != "" {
-		return *e.CanonicalModelID
-	}
-	return e.ModelID
-}
-
-// entryBlobs are the blobs an entry's resolved_files name (conservatively:
-// any ".../shared-blobs/<md5>", whatever H it was written under).
-func entryBlobs(e *autoresolve.Entry) []string {
-	var out []string
-	for _, f := range e.ResolvedFiles {
-		base := filepath.Base(f)
-		if md5NameRE.MatchString(base) && filepath.Base(filepath.Dir(f)) == blobfs.DirName {
-			out = append(out, base)
-		}
-	}
-	return out
-}
-
-// entryNamesPackage reports whether an entry resolves to the package dir
-// <slug>/<packageID>.
-func entryNamesPackage(e *autoresolve.Entry, slug, packageID string) bool {
-	if e.ModelPackageID != packageID {
-		return false
-	}
-	s, err := layout.Slug(entryOwner(e))
-	return err == nil && s == slug
 }

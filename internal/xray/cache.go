@@ -38,7 +38,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"slices"
 	"sort"
@@ -674,15 +673,15 @@ func (h *fpBuf) stat(fsys fs.FS, p string) {
 	h.num(fi.Size())
 	h.num(mt.Unix())
 	h.num(int64(mt.Nanosecond()))
-	id := sysIdentity(fi.Sys())
-	h.num(int64(id.dev))
-	h.num(int64(id.ino))
-	h.num(id.ctimeNS)
+	id, _ := fsx.FileIDOf(fi) // zero for an fs.FS without stat_t (tests)
+	h.num(int64(id.Dev))
+	h.num(int64(id.Ino))
+	h.num(id.CtimeNS)
 	if mt.After(h.newest) {
 		h.newest = mt
 	}
-	if id.ctimeNS != 0 {
-		if ct := time.Unix(0, id.ctimeNS); ct.After(h.newest) {
+	if id.CtimeNS != 0 {
+		if ct := time.Unix(0, id.CtimeNS); ct.After(h.newest) {
 			h.newest = ct
 		}
 	}
@@ -735,79 +734,6 @@ func lookTool(fsys fs.FS, pathEnv, name string) string {
 		}
 	}
 	return ""
-}
-
-// fileIdentity is what FileInfo.Sys adds to the portable fields.
-type fileIdentity struct {
-	dev, ino uint64
-	ctimeNS  int64
-}
-
-// statLayout locates Dev, Ino and Ctim/Ctimespec in a platform's
-// syscall.Stat_t (found by name: the type differs across Unix systems and
-// this file builds everywhere).
-type statLayout struct {
-	dev, ino, ctime, sec, nsec int // field indexes, -1 when absent
-}
-
-var statLayouts sync.Map // reflect.Type -> statLayout
-
-func layoutOf(t reflect.Type) statLayout {
-	l := statLayout{-1, -1, -1, -1, -1}
-	for i := 0; i < t.NumField(); i++ {
-		switch f := t.Field(i); f.Name {
-		case "Dev":
-			l.dev = i
-		case "Ino":
-			l.ino = i
-		case "Ctim", "Ctimespec":
-			if f.Type.Kind() == reflect.Struct {
-				if s, ok := f.Type.FieldByName("Sec"); ok && len(s.Index) == 1 {
-					if n, ok := f.Type.FieldByName("Nsec"); ok && len(n.Index) == 1 {
-						l.ctime, l.sec, l.nsec = i, s.Index[0], n.Index[0]
-					}
-				}
-			}
-		}
-	}
-	return l
-}
-
-func sysIdentity(sys any) fileIdentity {
-	v := reflect.ValueOf(sys)
-	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return fileIdentity{}
-	}
-	v = v.Elem()
-	var l statLayout
-	if c, ok := statLayouts.Load(v.Type()); ok {
-		l = c.(statLayout)
-	} else {
-		l = layoutOf(v.Type())
-		statLayouts.Store(v.Type(), l)
-	}
-	var id fileIdentity
-	if l.dev >= 0 {
-		id.dev = uint64(intValue(v.Field(l.dev)))
-	}
-	if l.ino >= 0 {
-		id.ino = uint64(intValue(v.Field(l.ino)))
-	}
-	if l.ctime >= 0 {
-		ts := v.Field(l.ctime)
-		id.ctimeNS = intValue(ts.Field(l.sec))*1e9 + intValue(ts.Field(l.nsec))
-	}
-	return id
-}
-
-func intValue(v reflect.Value) int64 {
-	switch v.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return v.Int()
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return int64(v.Uint())
-	}
-	return 0
 }
 
 // CachePath is where a load keeps the probe of this machine: <H>/.meta/xray.json,

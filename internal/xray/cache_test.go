@@ -13,14 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
-
-	"github.com/modelcache/modelcache/internal/fsx"
 )
 
 // cacheFixture is a recorded host (loadHost) with a mutable environment,
@@ -705,36 +702,6 @@ func TestCachedProbeRealHost(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cached, fresh) {
 		t.Fatalf("cached\n got %s\nwant %s", runtimeJSON(t, cached), runtimeJSON(t, fresh))
-	}
-}
-
-// TestSysIdentity: on Unix the inode, device and ctime come out of
-// FileInfo.Sys as fsx reads them with lstat.
-func TestSysIdentity(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := sysIdentity(fi.Sys())
-	want, err := fsx.LstatID(p)
-	if errors.Is(err, fsx.ErrUnsupported) {
-		if got != (fileIdentity{}) && runtime.GOOS == "windows" {
-			t.Fatalf("identity %+v from %T", got, fi.Sys())
-		}
-		return
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ino != want.Ino || got.dev != want.Dev || got.ctimeNS != want.CtimeNS || got.ino == 0 {
-		t.Fatalf("identity %+v, lstat %v", got, want)
-	}
-	if sysIdentity(nil) != (fileIdentity{}) || sysIdentity(struct{}{}) != (fileIdentity{}) {
-		t.Fatal("identity of a non-stat value")
 	}
 }
 
