@@ -165,9 +165,11 @@ func TestProgressEvents(t *testing.T) {
 	var jsonOut, barOut bytes.Buffer
 	jl, bars := JSONLines(&jsonOut), Bars(&barOut)
 	obs := ObserverFunc(func(ev Event) {
+		// Under mu: the progress loop may emit a last event after
+		// EnsureBlob returned, while the test reads the buffers.
 		mu.Lock()
+		defer mu.Unlock()
 		events = append(events, ev)
-		mu.Unlock()
 		jl.Observe(ev)
 		bars.Observe(ev)
 	})

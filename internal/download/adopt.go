@@ -1,0 +1,168 @@
+package download
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/fsx"
+)
+
+// adoption is a dead owner's partial claimed by us.
+type adoption struct {
+	f      *os.File
+	token  string
+	ranges []journalRange
+	algo   string
+}
+
+// adopt looks for partials of md5 left by dead owners (download.md §3 rule
+// 3), claims the most advanced one and re-verifies its recorded ranges.
+// Partials of live owners are never touched.
+func (e *Engine) adopt(ctx context.Context, md5 string, size int64, etag, safe string) (*adoption, error) {
+	dir := e.blobs.Dir()
+	paths, _ := filepath.Glob(filepath.Join(dir, "."+md5+".partial-*.json"))
+	type cand struct {
+		jpath, data string
+		j           *journalFile
+	}
+	var cands []cand
+	for _, jp := range paths {
+		if k, m := blobfs.Classify(filepath.Base(jp)); k != blobfs.KindJournal || m != md5 {
+			continue
+		}
+		jf, err := readJournal(jp)
+		if err != nil {
+			e.log.Debug("ignoring unreadable resume journal", "journal", jp, "err", err)
+			continue
+		}
+		if e.ownerAlive(jf.Owner, jf.heartbeat()) {
+			continue
+		}
+		data := jp[:len(jp)-len(".json")]
+		fi, err := os.Lstat(data)
+		if errors.Is(err, fs.ErrNotExist) {
+			removeJournal(jp) // orphan: its data was published or claimed
+			continue
+		}
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if jf.MD5 != md5 || jf.Size != size || (jf.ETag != "" && etag != "" && jf.ETag != etag) {
+			e.log.Info("discarding a stale partial (size or ETag changed)", "blob", md5, "partial", data)
+			os.Remove(data)
+			removeJournal(jp)
+			continue
+		}
+		cands = append(cands, cand{jp, data, jf})
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	sort.Slice(cands, func(a, b int) bool { return cands[a].j.doneBytes() > cands[b].j.doneBytes() })
+	for _, c := range cands[1:] {
+		os.Remove(c.data)
+		removeJournal(c.jpath)
+	}
+	best := cands[0]
+	token, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	e.setToken(token, true)
+	claimed := false
+	defer func() {
+		if !claimed {
+			e.setToken(token, false)
+		}
+	}()
+	data := filepath.Join(dir, "."+md5+".partial-"+token)
+	jpath := data + ".json"
+	// Journal first, then the rename, then the old journal: a crash between
+	// any two steps leaves either the old pair or the new pair usable.
+	nj := *best.j
+	nj.Owner = journalOwner{Host: e.host, PID: e.pid, StartTime: e.startTime, Token: token}
+	if err := writeJournal(jpath, &nj); err != nil {
+		return nil, nil
+	}
+	// A dead process on this host holds no descriptor of the old file, so
+	// renaming it is as safe as copying it. A partial from another host may
+	// still have a live (zombie) writer: copy it into our own file instead.
+	var f *os.File
+	if best.j.Owner.Host == e.host {
+		if err := renameNoReplace(best.data, data); err != nil {
+			os.Remove(jpath)
+			return nil, nil
+		}
+		f, err = openPartial(data)
+	} else {
+		f, err = copyPartial(ctx, best.data, data)
+	}
+	if err != nil {
+		os.Remove(data)
+		os.Remove(jpath)
+		return nil, nil
+	}
+	removeJournal(best.jpath)
+	if best.j.Owner.Host != e.host {
+		os.Remove(best.data)
+	}
+	// Re-hash every recorded range; a mismatch is fetched again.
+	algo := best.j.RangeHash
+	if algo == "" {
+		algo = hashSHA256
+	}
+	bp := e.getBuf()
+	defer e.putBuf(bp)
+	var good []journalRange
+	for _, r := range best.j.RangesDone {
+		if err := ctx.Err(); err != nil {
+			f.Close()
+			return nil, context.Cause(ctx)
+		}
+		h, err := hashFileRange(f, r.First, r.Last, algo, *bp)
+		if err != nil || h != r.Hash {
+			e.log.Warn("adopted range does not match its recorded hash; fetching it again", "blob", md5,
+				"first", r.First, "last", r.Last)
+			continue
+		}
+		good = append(good, r)
+	}
+	claimed = true
+	return &adoption{f: f, token: token, ranges: good, algo: algo}, nil
+}
+
+// removeDeadPartials removes partials and journals of md5 whose owners are
+// dead, once the blob is published (e.g. a process killed between its
+// rename and its journal delete). Called with the blob lock held.
+func (e *Engine) removeDeadPartials(md5 string) {
+	paths, _ := filepath.Glob(filepath.Join(e.blobs.Dir(), "."+md5+".partial-*.json"))
+	for _, jp := range paths {
+		if k, m := blobfs.Classify(filepath.Base(jp)); k != blobfs.KindJournal || m != md5 {
+			continue
+		}
+		jf, err := readJournal(jp)
+		if err != nil || e.ownerAlive(jf.Owner, jf.heartbeat()) {
+			continue
+		}
+		os.Remove(jp[:len(jp)-len(".json")])
+		removeJournal(jp)
+	}
+}
+
+// removeJournal removes a dead owner's journal and the temp files of an
+// atomic rewrite it was killed in (".<journal>.<rand8>.tmp").
+func removeJournal(jp string) {
+	os.Remove(jp)
+	dir, base := filepath.Split(jp)
+	tmps, _ := filepath.Glob(filepath.Join(dir, "."+base+".*.tmp"))
+	for _, t := range tmps {
+		if final, ok := fsx.ParseAtomicTempName(filepath.Base(t)); ok && final == base {
+			os.Remove(t)
+		}
+	}
+}

@@ -1,0 +1,284 @@
+package download
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// sums are the digests the followers computed.
+type sums struct {
+	md5, sha256 string
+	size        int64
+}
+
+// job downloads one file into an open partial with parallel ranges.
+type job struct {
+	e      *Engine
+	name   string
+	safe   string // scheme://host/path of the original URL
+	f      *os.File
+	fp     *fileProgress
+	single bool // never split (size unknown, small, or after a range fallback)
+
+	wantMD5, wantSHA bool
+
+	// journal (nil path: none)
+	jpath string
+	jtmpl journalFile
+	algo  string
+
+	lead int64 // throttle window; 0: none
+
+	refresh   func(ctx context.Context) (string, error)
+	refreshMu sync.Mutex
+	refreshed bool // guarded by refreshMu
+
+	mu      sync.Mutex
+	url     string
+	etag    string
+	size    int64 // -1: unknown
+	ranges  bool  // the server honours byte ranges
+	ifRange string
+	parts   []*part
+	streams map[*stream]struct{}
+	stalls  int
+
+	wakeMD5, wakeSHA chan struct{}
+	// Hash followers' positions (-1: no such follower) and a channel
+	// closed and replaced whenever one advances (backpressure waits on it).
+	hashedMD5, hashedSHA atomic.Int64
+	hashWait             chan struct{}
+	hashBusy             atomic.Int64 // ns the followers spent hashing (diagnostics)
+	lastByte             atomic.Int64 // unix ns of the last write (diagnostics)
+	pausedTotal          atomic.Int64 // ns streams waited for the hashers (diagnostics)
+	ckpt                 chan struct{}
+	lastJournal          string // last journal content written (skip identical rewrites)
+	lastJournalAt        time.Time
+
+	dio       *os.File         // O_DIRECT descriptor for aligned blocks (nil: page cache only)
+	direct    atomic.Int64     // bytes written through dio
+	followers int              // hash followers of the current run
+	chunks    map[int64]*chunk // written data kept for the followers, by offset
+	partRates []float64        // B/s of this file's completed parts
+	changed   chan struct{}    // closed and replaced when a part completes
+	hedges    atomic.Int64     // second requests sent
+	kept      atomic.Int64     // bytes of chunks held for the followers
+}
+
+func (j *job) doneBytes() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var n int64
+	for _, p := range j.parts {
+		n += p.cur - p.start
+	}
+	return n
+}
+
+func (j *job) wake() {
+	for _, c := range []chan struct{}{j.wakeMD5, j.wakeSHA} {
+		if c != nil {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// download runs the file to completion, restarting it as a whole when a
+// range fallback, a 416 or a stale adopted partial calls for it.
+func (j *job) download(ctx context.Context) (sums, error) {
+	defer j.openDirectFor()()
+	var rangeFallback, restarts int
+	for {
+		s, err := j.runOnce(ctx)
+		if err == nil {
+			return s, nil
+		}
+		switch {
+		case errors.Is(err, errRangeIgnored) && rangeFallback == 0:
+			rangeFallback++
+			j.e.log.Warn("server ignores byte ranges; fetching the file as one stream", "file", j.name, "url", j.safe)
+			j.mu.Lock()
+			j.ranges, j.single, j.ifRange = false, true, ""
+			if j.jpath != "" {
+				// Without ranges nothing can be resumed: no journal.
+				os.Remove(j.jpath)
+				j.jpath = ""
+			}
+			j.plan(nil)
+			j.mu.Unlock()
+			continue
+		case errors.Is(err, errRangeIgnored):
+			return sums{}, err
+		case errors.Is(err, errStale), errors.Is(err, errRange416), errors.Is(err, errChanged), errors.Is(err, errNoResume):
+			restarts++
+			if restarts > j.e.tune.MaxAttempts {
+				return sums{}, &RetryError{Name: j.name, URL: j.safe, Attempts: restarts, Err: err}
+			}
+			j.e.log.Warn("restarting download from byte 0", "file", j.name, "url", j.safe, "reason", err.Error())
+			if errors.Is(err, errNoResume) {
+				if e := sleepCtx(ctx, backoff(j.e.tune.BackoffUnit, restarts)); e != nil {
+					return sums{}, e
+				}
+			}
+			j.mu.Lock()
+			j.ifRange = ""
+			if errors.Is(err, errChanged) {
+				j.size = -1
+			}
+			j.plan(nil)
+			j.mu.Unlock()
+			continue
+		}
+		if rangeFallback > 0 {
+			var ri *RangeNotSupportedError
+			if !errors.As(err, &ri) && ctx.Err() == nil {
+				err = &RangeNotSupportedError{Name: j.name, URL: j.safe, Status: http.StatusOK, Fallback: err}
+			}
+		}
+		return sums{}, err
+	}
+}
+
+// runOnce runs the current plan: workers over parts, hash followers on the
+// watermark, the journal checkpointer and the stall watchdog.
+func (j *job) runOnce(ctx context.Context) (sums, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+
+	var (
+		fwg      sync.WaitGroup
+		mh, sh   hash.Hash
+		followMu sync.Mutex
+		followE  error
+	)
+	follow := func(h hash.Hash, wake chan struct{}, pos *atomic.Int64) {
+		defer fwg.Done()
+		if err := j.follow(ctx, h, wake, pos); err != nil {
+			followMu.Lock()
+			followE = err
+			followMu.Unlock()
+			cancel(err)
+		}
+	}
+	j.dropChunks()
+	defer j.dropChunks()
+	j.followers = 0
+	if j.wantMD5 {
+		j.followers++
+	}
+	if j.wantSHA {
+		j.followers++
+	}
+	j.wakeMD5, j.wakeSHA = nil, nil
+	j.hashedMD5.Store(-1)
+	j.hashedSHA.Store(-1)
+	j.mu.Lock()
+	j.hashWait = make(chan struct{})
+	j.mu.Unlock()
+	if j.wantMD5 {
+		mh, j.wakeMD5 = md5.New(), make(chan struct{}, 1)
+		j.hashedMD5.Store(0)
+		fwg.Add(1)
+		go follow(mh, j.wakeMD5, &j.hashedMD5)
+	}
+	if j.wantSHA {
+		sh, j.wakeSHA = sha256.New(), make(chan struct{}, 1)
+		j.hashedSHA.Store(0)
+		fwg.Add(1)
+		go follow(sh, j.wakeSHA, &j.hashedSHA)
+	}
+	var bgwg sync.WaitGroup
+	if j.jpath != "" {
+		bgwg.Add(1)
+		go func() { defer bgwg.Done(); j.checkpointer(bg) }()
+	}
+	bgwg.Add(1)
+	go func() { defer bgwg.Done(); j.watchdog(bg) }()
+
+	j.fp.setPhase(PhaseDownloading)
+	n := 1
+	if !j.single {
+		n = j.e.tune.StreamsPerFile
+	}
+	var wwg sync.WaitGroup
+	for range n {
+		wwg.Add(1)
+		go func() {
+			defer wwg.Done()
+			if err := j.worker(ctx); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wwg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		stopBG()
+		bgwg.Wait()
+		fwg.Wait()
+		return sums{}, err
+	}
+	if j.wantMD5 || j.wantSHA {
+		j.fp.setPhase(PhaseVerifying)
+	}
+	fwg.Wait()
+	stopBG()
+	bgwg.Wait()
+	if followE != nil {
+		return sums{}, followE
+	}
+	if err := context.Cause(ctx); err != nil {
+		return sums{}, err
+	}
+	s := sums{size: j.size}
+	if mh != nil {
+		s.md5 = hex.EncodeToString(mh.Sum(nil))
+	}
+	if sh != nil {
+		s.sha256 = hex.EncodeToString(sh.Sum(nil))
+	}
+	return s, nil
+}
+
+func (j *job) worker(ctx context.Context) error {
+	for {
+		if p := j.nextPart(); p != nil {
+			if err := j.runPart(ctx, p); err != nil {
+				return err
+			}
+			continue
+		}
+		// Nothing left to start or split: stay to hedge a slow part
+		// until every part is done.
+		wait, active := j.idleState()
+		if !active || !j.mayHedge() {
+			return nil
+		}
+		if p := j.hedgePart(); p != nil {
+			j.runHedge(ctx, p)
+			continue
+		}
+		t := time.NewTimer(max(j.e.tune.HedgeAfter/4, 5*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-wait:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}

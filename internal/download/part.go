@@ -1,0 +1,124 @@
+package download
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// runPart fetches one part with retries; it owns the part until it is done
+// or failed for good.
+func (j *job) runPart(ctx context.Context, p *part) error {
+	t := j.e.tune
+	var failures, statusTries, slow int
+	for {
+		if j.partComplete(p) {
+			j.finishPart(p)
+			return nil
+		}
+		if err := j.e.acquireStream(ctx); err != nil {
+			return err
+		}
+		j.mu.Lock()
+		before := p.cur
+		j.mu.Unlock()
+		err := j.attempt(ctx, p)
+		j.e.releaseStream()
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		j.mu.Lock()
+		progressed := p.cur > before
+		rng := j.rangeText(p)
+		j.mu.Unlock()
+		if progressed {
+			failures, statusTries = 0, 0
+		}
+		var se *statusError
+		var ae *authError
+		switch {
+		case errors.As(err, &se):
+			statusTries++
+			if statusTries >= t.MaxStatusTries {
+				return &RetryError{Name: j.name, URL: j.safe, Range: rng, Attempts: statusTries, Status: se.code}
+			}
+			wait := backoff(t.BackoffUnit, statusTries)
+			if se.hasRA {
+				wait = se.retryAfter
+			}
+			j.e.log.Debug("retryable status; waiting", "file", j.name, "url", j.safe, "status", se.code, "wait", wait, "range", rng)
+			if err := sleepCtx(ctx, wait); err != nil {
+				return err
+			}
+		case errors.Is(err, errHedgeLost):
+			continue // the hedge finished the part
+		case errors.Is(err, errStalled):
+			j.mu.Lock()
+			j.stalls++
+			n := j.stalls
+			j.mu.Unlock()
+			j.e.log.Info("stream stalled; resuming on a new connection", "file", j.name, "url", j.safe, "range", rng, "stalls", n)
+			if n > t.MaxStalls {
+				return &StallError{Name: j.name, URL: j.safe, Stalls: n, Timeout: t.StallTimeout}
+			}
+		case errors.Is(err, errSlow):
+			slow++
+			j.e.log.Info("stream slow; restarting it on a new connection", "file", j.name, "url", j.safe, "range", rng)
+			if slow%3 == 0 {
+				failures++
+				if failures >= t.MaxAttempts {
+					return &RetryError{Name: j.name, URL: j.safe, Range: rng, Attempts: failures, Err: err}
+				}
+			}
+		case errors.As(err, &ae):
+			if err := j.refreshURL(ctx, ae, rng); err != nil {
+				return err
+			}
+		case permanent(err):
+			return err
+		default:
+			if progressed {
+				j.e.log.Debug("connection lost; resuming", "file", j.name, "url", j.safe, "range", rng, "err", err.Error())
+				continue
+			}
+			failures++
+			if failures >= t.MaxAttempts {
+				return &RetryError{Name: j.name, URL: j.safe, Range: rng, Attempts: failures, Err: err}
+			}
+			wait := backoff(t.BackoffUnit, failures)
+			j.e.log.Debug("transient error; retrying", "file", j.name, "url", j.safe, "range", rng, "attempt", failures, "wait", wait, "err", err.Error())
+			if err := sleepCtx(ctx, wait); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// refreshURL asks the caller for a fresh URL once (signed URL expired).
+// Streams refused with an URL that was refreshed meanwhile just retry.
+func (j *job) refreshURL(ctx context.Context, ae *authError, rng string) error {
+	j.refreshMu.Lock()
+	defer j.refreshMu.Unlock()
+	j.mu.Lock()
+	cur := j.url
+	j.mu.Unlock()
+	if cur != ae.url {
+		return nil
+	}
+	if j.refresh == nil || j.refreshed {
+		return &HTTPError{Name: j.name, URL: j.safe, Status: ae.code, Range: rng}
+	}
+	j.refreshed = true
+	u, err := j.refresh(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh URL of %s after 401/403: %w", j.name, err)
+	}
+	j.mu.Lock()
+	j.url = u
+	j.mu.Unlock()
+	j.e.log.Info("download URL refreshed after 401/403", "file", j.name, "url", SafeURL(u))
+	return nil
+}
