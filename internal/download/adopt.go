@@ -10,13 +10,14 @@ import (
 
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/fsx"
+	"github.com/modelcache/modelcache/internal/journal"
 )
 
 // adoption is a dead owner's partial claimed by us.
 type adoption struct {
 	f      *os.File
 	token  string
-	ranges []journalRange
+	ranges []journal.Range
 	algo   string
 }
 
@@ -28,19 +29,19 @@ func (e *Engine) adopt(ctx context.Context, md5 string, size int64, etag, safe s
 	paths, _ := filepath.Glob(filepath.Join(dir, "."+md5+".partial-*.json"))
 	type cand struct {
 		jpath, data string
-		j           *journalFile
+		j           *journal.File
 	}
 	var cands []cand
 	for _, jp := range paths {
 		if k, m := blobfs.Classify(filepath.Base(jp)); k != blobfs.KindJournal || m != md5 {
 			continue
 		}
-		jf, err := readJournal(jp)
+		jf, err := journal.Read(jp)
 		if err != nil {
 			e.log.Debug("ignoring unreadable resume journal", "journal", jp, "err", err)
 			continue
 		}
-		if e.ownerAlive(jf.Owner, jf.heartbeat()) {
+		if e.ownerAlive(jf) {
 			continue
 		}
 		data := jp[:len(jp)-len(".json")]
@@ -63,7 +64,7 @@ func (e *Engine) adopt(ctx context.Context, md5 string, size int64, etag, safe s
 	if len(cands) == 0 {
 		return nil, nil
 	}
-	sort.Slice(cands, func(a, b int) bool { return cands[a].j.doneBytes() > cands[b].j.doneBytes() })
+	sort.Slice(cands, func(a, b int) bool { return cands[a].j.DoneBytes() > cands[b].j.DoneBytes() })
 	for _, c := range cands[1:] {
 		os.Remove(c.data)
 		removeJournal(c.jpath)
@@ -85,15 +86,15 @@ func (e *Engine) adopt(ctx context.Context, md5 string, size int64, etag, safe s
 	// Journal first, then the rename, then the old journal: a crash between
 	// any two steps leaves either the old pair or the new pair usable.
 	nj := *best.j
-	nj.Owner = journalOwner{Host: e.host, PID: e.pid, StartTime: e.startTime, Token: token}
-	if err := writeJournal(jpath, &nj); err != nil {
+	nj.Owner = e.owner(token)
+	if err := journal.Write(jpath, &nj); err != nil {
 		return nil, nil
 	}
 	// A dead process on this host holds no descriptor of the old file, so
 	// renaming it is as safe as copying it. A partial from another host may
 	// still have a live (zombie) writer: copy it into our own file instead.
 	var f *os.File
-	if best.j.Owner.Host == e.host {
+	if best.j.Owner.Host == e.self.Host {
 		if err := renameNoReplace(best.data, data); err != nil {
 			os.Remove(jpath)
 			return nil, nil
@@ -108,23 +109,20 @@ func (e *Engine) adopt(ctx context.Context, md5 string, size int64, etag, safe s
 		return nil, nil
 	}
 	removeJournal(best.jpath)
-	if best.j.Owner.Host != e.host {
+	if best.j.Owner.Host != e.self.Host {
 		os.Remove(best.data)
 	}
 	// Re-hash every recorded range; a mismatch is fetched again.
-	algo := best.j.RangeHash
-	if algo == "" {
-		algo = hashSHA256
-	}
+	algo := best.j.Algo()
 	bp := e.getBuf()
 	defer e.putBuf(bp)
-	var good []journalRange
+	var good []journal.Range
 	for _, r := range best.j.RangesDone {
 		if err := ctx.Err(); err != nil {
 			f.Close()
 			return nil, context.Cause(ctx)
 		}
-		h, err := hashFileRange(f, r.First, r.Last, algo, *bp)
+		h, err := journal.HashFileRange(f, r.First, r.Last, algo, *bp)
 		if err != nil || h != r.Hash {
 			e.log.Warn("adopted range does not match its recorded hash; fetching it again", "blob", md5,
 				"first", r.First, "last", r.Last)
@@ -145,8 +143,8 @@ func (e *Engine) removeDeadPartials(md5 string) {
 		if k, m := blobfs.Classify(filepath.Base(jp)); k != blobfs.KindJournal || m != md5 {
 			continue
 		}
-		jf, err := readJournal(jp)
-		if err != nil || e.ownerAlive(jf.Owner, jf.heartbeat()) {
+		jf, err := journal.Read(jp)
+		if err != nil || e.ownerAlive(jf) {
 			continue
 		}
 		os.Remove(jp[:len(jp)-len(".json")])

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/journal"
 	"github.com/modelcache/modelcache/internal/lock"
 )
 
@@ -155,7 +156,7 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 		wantMD5: true, wantSHA: e.tune.SHA256, refresh: it.Refresh, ckpt: make(chan struct{}, 1)}
 	journaled := size >= e.tune.JournalMinSize && pr.ranges
 
-	var adopted []journalRange
+	var adopted []journal.Range
 	var token string
 	if journaled {
 		a, err := e.adopt(ctx, it.MD5, size, pr.etag, safe)
@@ -178,7 +179,7 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 		}
 	}
 	if j.algo == "" {
-		j.algo = hashXXH64
+		j.algo = journal.XXH64
 	}
 	if j.f == nil && journaled {
 		// Journal first, then the data file: a crash in between leaves an
@@ -282,9 +283,9 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 		DirectBytes: j.direct.Load(), File: pres.File}, nil
 }
 
-func (e *Engine) journalTemplate(md5, safe, token string) journalFile {
-	return journalFile{Version: journalVersion, MD5: md5, URLPath: safe,
-		Owner: journalOwner{Host: e.host, PID: e.pid, StartTime: e.startTime, Token: token}}
+func (e *Engine) journalTemplate(md5, safe, token string) journal.File {
+	return journal.File{Version: journal.Version, MD5: md5, URLPath: safe,
+		Owner: e.owner(token)}
 }
 
 // keepPartial: interruptions that a later run can resume from keep the

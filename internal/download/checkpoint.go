@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/modelcache/modelcache/internal/journal"
 )
 
 // checkpointer records durable progress in the journal: periodically, when
@@ -41,10 +43,10 @@ func (j *job) checkpoint(force bool) error {
 		return nil
 	}
 	j.mu.Lock()
-	var rs []journalRange
+	var rs []journal.Range
 	for _, p := range j.parts {
 		if p.cur > p.start && p.sum != "" {
-			rs = append(rs, journalRange{First: p.start, Last: p.cur - 1, Hash: p.sum})
+			rs = append(rs, journal.Range{First: p.start, Last: p.cur - 1, Hash: p.sum})
 		}
 	}
 	size, etag := j.size, j.etag
@@ -52,7 +54,7 @@ func (j *job) checkpoint(force bool) error {
 	jf := j.jtmpl
 	jf.Size, jf.ETag, jf.RangeHash, jf.RangesDone = size, etag, j.algo, rs
 	if jf.RangesDone == nil {
-		jf.RangesDone = []journalRange{}
+		jf.RangesDone = []journal.Range{}
 	}
 	key := fmt.Sprint(jf.RangesDone, jf.ETag)
 	if !force && key == j.lastJournal && time.Since(j.lastJournalAt) < j.e.tune.HeartbeatInterval {
@@ -63,7 +65,7 @@ func (j *job) checkpoint(force bool) error {
 			return err
 		}
 	}
-	if err := writeJournal(j.jpath, &jf); err != nil {
+	if err := journal.Write(j.jpath, &jf); err != nil {
 		return err
 	}
 	j.lastJournal, j.lastJournalAt = key, time.Now()

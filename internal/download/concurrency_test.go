@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/errdefs"
+	"github.com/modelcache/modelcache/internal/journal"
 	"github.com/modelcache/modelcache/internal/lock"
 )
 
@@ -181,8 +182,8 @@ func journaledBytesAny(env *testEnv, md5 string) int64 {
 	paths, _ := filepath.Glob(filepath.Join(env.blobs.Dir(), "."+md5+".partial-*.json"))
 	var best int64
 	for _, p := range paths {
-		if j, err := readJournal(p); err == nil {
-			best = max(best, j.doneBytes())
+		if j, err := journal.Read(p); err == nil {
+			best = max(best, j.DoneBytes())
 		}
 	}
 	return best
@@ -286,7 +287,7 @@ func TestAdoptionRefetchesCorruptRange(t *testing.T) {
 	if len(paths) != 1 {
 		t.Fatalf("journals: %v", paths)
 	}
-	j, err := readJournal(paths[0])
+	j, err := journal.Read(paths[0])
 	if err != nil || len(j.RangesDone) == 0 {
 		t.Fatal(err, j)
 	}
@@ -299,7 +300,7 @@ func TestAdoptionRefetchesCorruptRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	kept := j.doneBytes()
+	kept := j.DoneBytes()
 	srv.quiesce(t)
 	before := srv.served.Load()
 	r, err := e.EnsureBlob(context.Background(), Item{URL: u, MD5: sum})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/journal"
 	"github.com/modelcache/modelcache/internal/lock"
 )
 
@@ -31,9 +32,8 @@ type Engine struct {
 	obsMu    sync.Mutex
 	metaDir  string // H/.meta/verified; "" disables the records
 
-	host, startTime string
-	pid             int
-	unreliableLocks bool // shared-blobs is on a filesystem where flock may be a no-op
+	self            journal.Owner // this process (host, pid, start time) for journals
+	unreliableLocks bool          // shared-blobs is on a filesystem where flock may be a no-op
 
 	streams  chan struct{} // global stream budget
 	bufs     sync.Pool
@@ -91,7 +91,6 @@ func New(cfg config.Config, blobs *blobfs.Store, locks *lock.Locker, opts ...Opt
 		locks:   locks,
 		log:     slog.Default(),
 		metaDir: filepath.Join(filepath.Dir(blobs.Dir()), ".meta", "verified"),
-		pid:     os.Getpid(),
 		flights: map[string]*flight{},
 		tokens:  map[string]bool{},
 		files:   map[*fileProgress]struct{}{},
@@ -105,8 +104,7 @@ func New(cfg config.Config, blobs *blobfs.Store, locks *lock.Locker, opts ...Opt
 		o.ConnectTimeout = cfg.ChunkConnectTimeout
 		e.client = NewClient(o)
 	}
-	e.host, _ = os.Hostname()
-	e.startTime = processStartTime(e.pid)
+	e.self = journal.Self()
 	e.streams = make(chan struct{}, e.tune.GlobalStreams)
 	bs := e.tune.BufferSize
 	e.bufs.New = func() any { b := alignedBuf(bs); return &b }
@@ -177,6 +175,22 @@ func (e *Engine) setToken(t string, on bool) {
 	} else {
 		delete(e.tokens, t)
 	}
+}
+
+// owner is this engine's journal owner record for a partial of token.
+func (e *Engine) owner(token string) journal.Owner {
+	o := e.self
+	o.Token = token
+	return o
+}
+
+// ownerAlive decides whether a journal's owner may still write to its
+// partial (download.md §3 rule 3): this process by its tokens in use,
+// another on this host by pid and start time, another host by a heartbeat
+// younger than twice the stall timeout.
+func (e *Engine) ownerAlive(jf *journal.File) bool {
+	l := journal.Liveness{Self: e.self, TokenActive: e.tokenActive, RemoteStale: 2 * e.tune.StallTimeout}
+	return l.Alive(jf.Owner, jf.Heartbeat(), time.Now())
 }
 
 // writeVerified records .meta/verified/<md5> (on-disk contract §12).

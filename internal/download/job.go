@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/modelcache/modelcache/internal/journal"
 )
 
 // sums are the digests the followers computed.
@@ -33,7 +35,7 @@ type job struct {
 
 	// journal (nil path: none)
 	jpath string
-	jtmpl journalFile
+	jtmpl journal.File
 	algo  string
 
 	lead int64 // throttle window; 0: none

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/modelcache/modelcache/internal/journal"
 )
 
 // part is a byte range [start, end) of the file that one stream owns at a
@@ -15,7 +17,7 @@ type part struct {
 	reserved   int64 // cur plus a write in flight: a split never cuts below it
 	active     bool
 	done       bool
-	h          rangeHasher // journal range hash of [start, cur); nil without journal
+	h          journal.Hasher // journal range hash of [start, cur); nil without journal
 	sum        string
 	began      time.Time
 	hedged     bool       // a second request was sent for its rest
@@ -24,7 +26,7 @@ type part struct {
 
 // plan lays out parts over [0, size), skipping the done ranges (sorted,
 // non-overlapping), which become done parts.
-func (j *job) plan(done []journalRange) {
+func (j *job) plan(done []journal.Range) {
 	t := j.e.tune
 	j.parts = nil
 	if j.size < 0 {
@@ -89,7 +91,7 @@ func (j *job) setLead(step int64) {
 func (j *job) initHashers() {
 	for _, p := range j.parts {
 		if j.jpath != "" && !p.done {
-			p.h = newRangeHasher(j.algo)
+			p.h = journal.NewHasher(j.algo)
 			p.sum = ""
 		}
 	}
@@ -152,7 +154,7 @@ func (j *job) nextPart() *part {
 	}
 	np := &part{start: mid, end: best.end, cur: mid, reserved: mid, active: true, began: time.Now()}
 	if j.jpath != "" {
-		np.h = newRangeHasher(j.algo)
+		np.h = journal.NewHasher(j.algo)
 	}
 	best.end = mid
 	i := sort.Search(len(j.parts), func(i int) bool { return j.parts[i].start > best.start })

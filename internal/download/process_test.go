@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/journal"
 )
 
 // journaledBytes is what a new run may adopt: the most advanced journal of
@@ -29,11 +30,11 @@ func journaledBytes(t *testing.T, dir, md5 string) int64 {
 		if _, err := os.Stat(strings.TrimSuffix(p, ".json")); err != nil {
 			continue
 		}
-		j, err := readJournal(p)
+		j, err := journal.Read(p)
 		if err != nil {
 			t.Fatalf("unreadable journal after SIGKILL: %v", err)
 		}
-		best = max(best, j.doneBytes())
+		best = max(best, j.DoneBytes())
 	}
 	return best
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/journal"
 	"github.com/modelcache/modelcache/internal/lock"
 )
 
@@ -33,8 +34,8 @@ func (e *Engine) sampleHolder(md5 string) holderState {
 		}
 		switch k {
 		case blobfs.KindJournal:
-			if j, err := readJournal(p); err == nil {
-				s.bytes = max(s.bytes, j.doneBytes())
+			if j, err := journal.Read(p); err == nil {
+				s.bytes = max(s.bytes, j.DoneBytes())
 				s.size = max(s.size, j.Size)
 				if j.HeartbeatAt > s.heartbeat {
 					s.heartbeat = j.HeartbeatAt

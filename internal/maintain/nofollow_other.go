@@ -7,6 +7,3 @@ package maintain
 const syscallNoFollow = 0
 
 func inodeOf(fi interface{ Sys() any }) (dev, ino uint64, ok bool) { return 0, 0, false }
-
-// signalZero: without a probe, every owner is presumed alive (never delete).
-func signalZero(pid int) bool { return true }

@@ -16,9 +16,3 @@ func inodeOf(fi interface{ Sys() any }) (dev, ino uint64, ok bool) {
 	}
 	return uint64(st.Dev), st.Ino, true
 }
-
-// signalZero probes a pid where /proc is not available.
-func signalZero(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || err == syscall.EPERM
-}
