@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/modelcache/modelcache/internal/retry"
 )
 
 // attempt sends one request for the rest of part p and streams the body
@@ -114,7 +116,7 @@ func (j *job) attempt(ctx context.Context, p *part) error {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return &authError{code: code, url: url}
 	case j.e.tune.retryable(code):
-		ra, ok := retryAfter(resp.Header, time.Now(), j.e.tune.MaxRetryAfter)
+		ra, ok := retry.RetryAfter(resp.Header, time.Now(), j.e.tune.MaxRetryAfter)
 		return &statusError{code: code, retryAfter: ra, hasRA: ok}
 	default:
 		return &HTTPError{Name: j.name, URL: j.safe, Status: code, Range: rangeHdr}

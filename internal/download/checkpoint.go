@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/journal"
+	"github.com/modelcache/modelcache/internal/retry"
 )
 
 // checkpointer records durable progress in the journal: periodically, when
@@ -24,7 +25,7 @@ func (j *job) checkpointer(ctx context.Context) {
 		case <-t.C:
 		case <-j.ckpt:
 			if d := time.Since(last); d < minGap {
-				if sleepCtx(ctx, minGap-d) != nil {
+				if retry.Sleep(ctx, minGap-d) != nil {
 					return
 				}
 			}

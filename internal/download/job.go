@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/journal"
+	"github.com/modelcache/modelcache/internal/retry"
 )
 
 // sums are the digests the followers computed.
@@ -130,7 +131,7 @@ func (j *job) download(ctx context.Context) (sums, error) {
 			}
 			j.e.log.Warn("restarting download from byte 0", "file", j.name, "url", j.safe, "reason", err.Error())
 			if errors.Is(err, errNoResume) {
-				if e := sleepCtx(ctx, backoff(j.e.tune.BackoffUnit, restarts)); e != nil {
+				if e := retry.Sleep(ctx, retry.Ranged(j.e.tune.BackoffUnit).Delay(restarts)); e != nil {
 					return sums{}, e
 				}
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/modelcache/modelcache/internal/retry"
 )
 
 // runPart fetches one part with retries; it owns the part until it is done
@@ -45,12 +47,12 @@ func (j *job) runPart(ctx context.Context, p *part) error {
 			if statusTries >= t.MaxStatusTries {
 				return &RetryError{Name: j.name, URL: j.safe, Range: rng, Attempts: statusTries, Status: se.code}
 			}
-			wait := backoff(t.BackoffUnit, statusTries)
+			wait := retry.Ranged(t.BackoffUnit).Delay(statusTries)
 			if se.hasRA {
 				wait = se.retryAfter
 			}
 			j.e.log.Debug("retryable status; waiting", "file", j.name, "url", j.safe, "status", se.code, "wait", wait, "range", rng)
-			if err := sleepCtx(ctx, wait); err != nil {
+			if err := retry.Sleep(ctx, wait); err != nil {
 				return err
 			}
 		case errors.Is(err, errHedgeLost):
@@ -88,9 +90,9 @@ func (j *job) runPart(ctx context.Context, p *part) error {
 			if failures >= t.MaxAttempts {
 				return &RetryError{Name: j.name, URL: j.safe, Range: rng, Attempts: failures, Err: err}
 			}
-			wait := backoff(t.BackoffUnit, failures)
+			wait := retry.Ranged(t.BackoffUnit).Delay(failures)
 			j.e.log.Debug("transient error; retrying", "file", j.name, "url", j.safe, "range", rng, "attempt", failures, "wait", wait, "err", err.Error())
-			if err := sleepCtx(ctx, wait); err != nil {
+			if err := retry.Sleep(ctx, wait); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/modelcache/modelcache/internal/retry"
 )
 
 // probeResult is what a HEAD told us about a file.
@@ -23,7 +25,7 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 	pr := probeResult{url: raw, size: -1}
 	t := e.tune
 	for try := 1; try <= t.MaxStatusTries; try++ {
-		wait := backoff(t.BackoffUnit, 1)
+		wait := retry.Ranged(t.BackoffUnit).Delay(1)
 		hctx, cancel := context.WithTimeout(ctx, t.HeadTimeout)
 		req, err := http.NewRequestWithContext(hctx, http.MethodHead, raw, nil)
 		if err != nil {
@@ -51,7 +53,7 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 				e.log.Debug("HEAD failed; fetching as one stream", "url", SafeURL(raw), "status", code)
 				return pr
 			}
-			if ra, ok := retryAfter(resp.Header, time.Now(), t.MaxRetryAfter); ok {
+			if ra, ok := retry.RetryAfter(resp.Header, time.Now(), t.MaxRetryAfter); ok {
 				wait = ra
 			}
 		} else {
@@ -62,7 +64,7 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 			e.log.Debug("HEAD failed", "url", SafeURL(raw), "err", scrubURLError(err, SafeURL(raw)).Error())
 		}
 		if try < t.MaxStatusTries {
-			if sleepCtx(ctx, wait) != nil {
+			if retry.Sleep(ctx, wait) != nil {
 				return pr
 			}
 		}

@@ -2,47 +2,12 @@ package download
 
 import (
 	"errors"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/internal/journal"
 )
-
-func TestRetryAfterParsing(t *testing.T) {
-	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		v    string
-		want time.Duration
-		ok   bool
-	}{
-		{"", 0, false}, {"0", 0, true}, {"7", 7 * time.Second, true}, {"-1", 0, false}, {"abc", 0, false},
-		{"100000", 60 * time.Second, true},
-		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
-		{now.Add(-5 * time.Second).Format(http.TimeFormat), 0, true},
-	} {
-		h := http.Header{}
-		if tc.v != "" {
-			h.Set("Retry-After", tc.v)
-		}
-		got, ok := retryAfter(h, now, 60*time.Second)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("Retry-After %q: %v %v, want %v %v", tc.v, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestBackoffSchedule(t *testing.T) {
-	for n, base := range map[int]time.Duration{1: 1, 2: 2, 3: 4, 6: 32, 9: 32} {
-		for range 50 {
-			d := backoff(time.Second, n)
-			if d < base*time.Second/2 || d >= base*time.Second*3/2 {
-				t.Fatalf("backoff(%d) = %v outside [%v, %v)", n, d, base*time.Second/2, base*time.Second*3/2)
-			}
-		}
-	}
-}
 
 func TestParseContentRange(t *testing.T) {
 	for _, tc := range []struct {

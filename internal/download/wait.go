@@ -10,6 +10,7 @@ import (
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/journal"
 	"github.com/modelcache/modelcache/internal/lock"
+	"github.com/modelcache/modelcache/internal/retry"
 )
 
 // holderState is what a waiter can see of another process's download of
@@ -114,7 +115,7 @@ func (e *Engine) waitForBlob(ctx context.Context, it Item, fp *fileProgress) (he
 				it.label(), mbText(last.bytes), mbText(last.size), idle.Round(time.Second)),
 				"blob", it.MD5, "lock", lp, "waited", now.Sub(start).Round(time.Second))
 		}
-		if err := sleepCtx(ctx, t.LockPoll); err != nil {
+		if err := retry.Sleep(ctx, t.LockPoll); err != nil {
 			return nil, false, err
 		}
 	}
