@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelcache/modelcache/blobstore"
 	"github.com/modelcache/modelcache/internal/fsx"
+	"golang.org/x/sync/errgroup"
 )
 
 // Item is one file to fetch.
@@ -103,48 +104,38 @@ func (e *Engine) Batch(ctx context.Context, items []Item) ([]Result, error) {
 	defer abort(nil)
 	var (
 		mu       sync.Mutex
-		firstErr error
-		stopped  bool
-		wg       sync.WaitGroup
+		firstErr error // guarded by mu
+		g        errgroup.Group
 	)
-	next := make(chan int)
-	for range min(e.tune.FilesInParallel, len(todo)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				mu.Lock()
-				skip := stopped
-				mu.Unlock()
-				if skip {
-					continue // not started before the first failure
-				}
-				r, err := e.fetchItem(ctx, items[i])
-				mu.Lock()
-				res[i] = r
-				if err != nil && firstErr == nil {
-					firstErr = err
-					stopped = true
-					var de *DiskError
-					if errors.As(err, &de) {
-						abort(err)
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, i := range todo {
+	stopped := func() bool {
 		mu.Lock()
-		s := stopped
-		mu.Unlock()
-		if s || ctx.Err() != nil {
-			break
-		}
-		next <- i
+		defer mu.Unlock()
+		return firstErr != nil
 	}
-	close(next)
-	wg.Wait()
+	g.SetLimit(e.tune.FilesInParallel)
+	for _, i := range todo {
+		if stopped() || ctx.Err() != nil {
+			break // files not started before the first failure stay so
+		}
+		g.Go(func() error {
+			if stopped() {
+				return nil
+			}
+			r, err := e.fetchItem(ctx, items[i])
+			mu.Lock()
+			defer mu.Unlock()
+			res[i] = r
+			if err != nil && firstErr == nil {
+				firstErr = err
+				var de *DiskError
+				if errors.As(err, &de) {
+					abort(err) // a full or read-only disk stops the running files too
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
 	if firstErr == nil && ctx.Err() != nil {
 		firstErr = context.Cause(ctx)
 	}

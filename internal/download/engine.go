@@ -16,6 +16,7 @@ import (
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/journal"
 	"github.com/modelcache/modelcache/internal/lock"
+	"golang.org/x/sync/semaphore"
 )
 
 // Engine downloads files for one cache root. It is safe for concurrent use;
@@ -35,7 +36,7 @@ type Engine struct {
 	self            journal.Owner // this process (host, pid, start time) for journals
 	unreliableLocks bool          // shared-blobs is on a filesystem where flock may be a no-op
 
-	streams  chan struct{} // global stream budget
+	streams  *semaphore.Weighted // global stream budget (response bodies)
 	bufs     sync.Pool
 	keptPeak atomic.Int64 // most bytes any job held for its hash followers
 
@@ -105,7 +106,7 @@ func New(cfg config.Config, blobs *blobfs.Store, locks *lock.Locker, opts ...Opt
 		e.client = NewClient(o)
 	}
 	e.self = journal.Self()
-	e.streams = make(chan struct{}, e.tune.GlobalStreams)
+	e.streams = semaphore.NewWeighted(int64(e.tune.GlobalStreams))
 	bs := e.tune.BufferSize
 	e.bufs.New = func() any { b := alignedBuf(bs); return &b }
 	if !e.offline {
@@ -130,15 +131,13 @@ func (e *Engine) getBuf() *[]byte { return e.bufs.Get().(*[]byte) }
 func (e *Engine) putBuf(b *[]byte) { e.bufs.Put(b) }
 
 func (e *Engine) acquireStream(ctx context.Context) error {
-	select {
-	case e.streams <- struct{}{}:
-		return nil
-	case <-ctx.Done():
+	if err := e.streams.Acquire(ctx, 1); err != nil {
 		return context.Cause(ctx)
 	}
+	return nil
 }
 
-func (e *Engine) releaseStream() { <-e.streams }
+func (e *Engine) releaseStream() { e.streams.Release(1) }
 
 func (e *Engine) recordPartRate(n int64, d time.Duration) {
 	if n < 100<<10 || d <= 0 {

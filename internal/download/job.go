@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelcache/modelcache/internal/journal"
 	"github.com/modelcache/modelcache/internal/retry"
+	"golang.org/x/sync/errgroup"
 )
 
 // sums are the digests the followers computed.
@@ -162,19 +163,18 @@ func (j *job) runOnce(ctx context.Context) (sums, error) {
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 
-	var (
-		fwg      sync.WaitGroup
-		mh, sh   hash.Hash
-		followMu sync.Mutex
-		followE  error
-	)
-	follow := func(h hash.Hash, wake chan struct{}, pos *atomic.Int64) {
-		defer fwg.Done()
-		if err := j.follow(ctx, h, wake, pos); err != nil {
-			followMu.Lock()
-			followE = err
-			followMu.Unlock()
-			cancel(err)
+	// Three groups, each waited for on every path: the hash followers
+	// (their first error fails the run), the background checkpointer and
+	// watchdog (stopped by bg), and the stream workers.
+	var followers, background, workers errgroup.Group
+	var mh, sh hash.Hash
+	follow := func(h hash.Hash, wake chan struct{}, pos *atomic.Int64) func() error {
+		return func() error {
+			err := j.follow(ctx, h, wake, pos)
+			if err != nil {
+				cancel(err)
+			}
+			return err
 		}
 	}
 	j.dropChunks()
@@ -195,51 +195,45 @@ func (j *job) runOnce(ctx context.Context) (sums, error) {
 	if j.wantMD5 {
 		mh, j.wakeMD5 = md5.New(), make(chan struct{}, 1)
 		j.hashedMD5.Store(0)
-		fwg.Add(1)
-		go follow(mh, j.wakeMD5, &j.hashedMD5)
+		followers.Go(follow(mh, j.wakeMD5, &j.hashedMD5))
 	}
 	if j.wantSHA {
 		sh, j.wakeSHA = sha256.New(), make(chan struct{}, 1)
 		j.hashedSHA.Store(0)
-		fwg.Add(1)
-		go follow(sh, j.wakeSHA, &j.hashedSHA)
+		followers.Go(follow(sh, j.wakeSHA, &j.hashedSHA))
 	}
-	var bgwg sync.WaitGroup
 	if j.jpath != "" {
-		bgwg.Add(1)
-		go func() { defer bgwg.Done(); j.checkpointer(bg) }()
+		background.Go(func() error { j.checkpointer(bg); return nil })
 	}
-	bgwg.Add(1)
-	go func() { defer bgwg.Done(); j.watchdog(bg) }()
+	background.Go(func() error { j.watchdog(bg); return nil })
 
 	j.fp.setPhase(PhaseDownloading)
 	n := 1
 	if !j.single {
 		n = j.e.tune.StreamsPerFile
 	}
-	var wwg sync.WaitGroup
 	for range n {
-		wwg.Add(1)
-		go func() {
-			defer wwg.Done()
-			if err := j.worker(ctx); err != nil {
+		workers.Go(func() error {
+			err := j.worker(ctx)
+			if err != nil {
 				cancel(err)
 			}
-		}()
+			return err
+		})
 	}
-	wwg.Wait()
+	_ = workers.Wait() // the cause is in ctx
 	if err := context.Cause(ctx); err != nil {
 		stopBG()
-		bgwg.Wait()
-		fwg.Wait()
+		_ = background.Wait()
+		_ = followers.Wait()
 		return sums{}, err
 	}
 	if j.wantMD5 || j.wantSHA {
 		j.fp.setPhase(PhaseVerifying)
 	}
-	fwg.Wait()
+	followE := followers.Wait()
 	stopBG()
-	bgwg.Wait()
+	_ = background.Wait()
 	if followE != nil {
 		return sums{}, followE
 	}
