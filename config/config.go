@@ -96,6 +96,9 @@ type Config struct {
 	// reference's). False suits a pull that is loaded at once on a machine
 	// where memory is plentiful and backed.
 	DirectIO bool
+	// DownloadLimits bound retries, downloads of unknown size and the
+	// free space a pull leaves (MODELCACHE_DOWNLOAD_*, MODELCACHE_DISK_*).
+	DownloadLimits
 
 	APIKey Secret // ROBOFLOW_API_KEY as given; may be empty (anonymous requests)
 	// APIHost is the weights-API base URL: ROBOFLOW_API_HOST verbatim, else chosen by
@@ -139,6 +142,7 @@ func Default() Config {
 		ChunkMaxAttempts:         60,
 		APIHost:                  hostUSProd,
 		DirectIO:                 true,
+		DownloadLimits:           DefaultDownloadLimits(),
 	}
 }
 
@@ -170,6 +174,7 @@ func FromEnv(env func(string) (string, bool)) (Config, error) {
 	}
 	c.DisableProgressBars = r.bool(EnvDisableProgressBars, false)
 	c.DirectIO = r.bool(EnvDirectIO, true)
+	c.DownloadLimits = r.downloadLimits()
 
 	c.APIKey = r.apiKey()
 	c.APIHost = r.apiHost()

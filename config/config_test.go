@@ -40,6 +40,8 @@ func TestDefaultMatchesSpec(t *testing.T) {
 		ChunkMaxAttempts:         60,
 		APIHost:                  "https://api.roboflow.com",
 		DirectIO:                 true, // ours (download engine), not in the spec
+		DownloadLimits: DownloadLimits{ // ours too
+			RetryDeadline: 10 * time.Minute, MaxUnknownSize: 32 << 30, DiskReservePercent: 1},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%#v\nwant\n%#v", got, want)
