@@ -25,9 +25,12 @@ func (j *job) attempt(ctx context.Context, p *part) error {
 	st := j.addStream(p, rcancel)
 	defer j.removeStream(st)
 
+	if err := checkURL(url); err != nil {
+		return &PermanentError{Name: j.name, URL: j.safe, Reason: err.Error()}
+	}
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
 	if err != nil {
-		return &HTTPError{Name: j.name, URL: j.safe}
+		return &PermanentError{Name: j.name, URL: j.safe, Reason: (&malformedError{err: err}).Error()}
 	}
 	var rangeHdr string
 	if !whole {
@@ -49,6 +52,9 @@ func (j *job) attempt(ctx context.Context, p *part) error {
 	if err != nil {
 		if c := abortCause(rctx); c != nil {
 			return c
+		}
+		if pe := j.permanentRequestError(err); pe != nil {
+			return pe
 		}
 		return scrubURLError(err, j.safe)
 	}

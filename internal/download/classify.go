@@ -1,8 +1,13 @@
 package download
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -46,7 +51,121 @@ func permanent(err error) bool {
 	var he *HTTPError
 	var de *DiskError
 	var sm *SizeMismatchError
-	return errors.As(err, &he) || errors.As(err, &de) || errors.As(err, &sm) ||
+	var pe *PermanentError
+	return errors.As(err, &he) || errors.As(err, &de) || errors.As(err, &sm) || errors.As(err, &pe) ||
 		errors.Is(err, errRangeIgnored) || errors.Is(err, errStale) || errors.Is(err, errRange416) ||
 		errors.Is(err, errChanged) || errors.Is(err, errNoResume)
+}
+
+// maxRedirects caps the redirects one request follows (net/http's own cap).
+const maxRedirects = 10
+
+var (
+	errRedirectLoop     = errors.New("redirect loop: a redirect led back to a URL already visited")
+	errTooManyRedirects = fmt.Errorf("more than %d redirects", maxRedirects)
+)
+
+// schemeError: a URL (or a redirect target) with a scheme other than
+// http or https.
+type schemeError struct{ scheme string }
+
+func (e *schemeError) Error() string {
+	return fmt.Sprintf("unsupported URL scheme %q (only http and https are fetched)", e.scheme)
+}
+
+// malformedError: a URL that does not parse or names no host.
+type malformedError struct{ err error }
+
+func (e *malformedError) Error() string {
+	if e.err != nil {
+		return "malformed URL: " + e.err.Error()
+	}
+	return "malformed URL: no host"
+}
+
+// checkURL accepts absolute http and https URLs with a host. Its errors
+// never carry the URL (a signed query string must not reach a message).
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return &malformedError{err: err}
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http", "https":
+	default:
+		return &schemeError{scheme: u.Scheme}
+	}
+	if u.Host == "" {
+		return &malformedError{}
+	}
+	return nil
+}
+
+// checkRedirect is the engine's http.Client.CheckRedirect: a redirect to a
+// scheme other than http(s), back to a URL already visited, or past the
+// cap fails the request with a permanent error.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if err := checkURL(req.URL.String()); err != nil {
+		return err
+	}
+	next := req.URL.String()
+	for _, v := range via {
+		if v.URL.String() == next {
+			return errRedirectLoop
+		}
+	}
+	if len(via) >= maxRedirects {
+		return errTooManyRedirects
+	}
+	return nil
+}
+
+// permanentReason names why a request error can never succeed on retry,
+// or returns "" for transient errors (connection refused or reset,
+// timeouts, DNS, short bodies), which are retried.
+func permanentReason(err error) string {
+	var se *schemeError
+	var me *malformedError
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var rh tls.RecordHeaderError
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, errRedirectLoop):
+		return errRedirectLoop.Error()
+	case errors.Is(err, errTooManyRedirects):
+		return errTooManyRedirects.Error()
+	case errors.As(err, &se):
+		return se.Error()
+	case errors.As(err, &me):
+		return me.Error()
+	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
+		return "TLS certificate verification failed"
+	case errors.As(err, &rh):
+		return "TLS handshake failed: the server does not speak TLS on this port"
+	}
+	// net/http's own check when a custom client lacks checkRedirect.
+	if s := err.Error(); strings.Contains(s, "unsupported protocol scheme") {
+		return "unsupported URL scheme"
+	} else if strings.Contains(s, "stopped after 10 redirects") {
+		return errTooManyRedirects.Error()
+	}
+	return ""
+}
+
+// permanentRequestError wraps err as a *PermanentError when no retry can
+// fix it, else returns nil.
+func (j *job) permanentRequestError(err error) error {
+	r := permanentReason(err)
+	if r == "" {
+		return nil
+	}
+	return &PermanentError{Name: j.name, URL: j.safe, Reason: r}
 }

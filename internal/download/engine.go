@@ -104,6 +104,11 @@ func New(cfg config.Config, blobs *blobfs.Store, locks *lock.Locker, opts ...Opt
 		o := TransportOptionsFrom(cfg)
 		o.ConnectTimeout = cfg.ChunkConnectTimeout
 		e.client = NewClient(o)
+	} else if e.client.CheckRedirect == nil {
+		// A caller's client gets the engine's redirect rules too.
+		c := *e.client
+		c.CheckRedirect = checkRedirect
+		e.client = &c
 	}
 	e.self = journal.Self()
 	e.streams = semaphore.NewWeighted(int64(e.tune.GlobalStreams))

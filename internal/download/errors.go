@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/blobstore"
+	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/errdefs"
 )
 
@@ -61,13 +62,18 @@ func (e HTTPError) Error() string {
 func (e *HTTPError) As(t any) bool { return asValue(e, t) }
 
 // RetryError: a transient condition (connection errors, resets, truncated
-// bodies, retryable statuses) outlasted its retry budget.
+// bodies, retryable statuses, stalls) outlasted its retry budget: the
+// attempt count, or the retry deadline (Deadline, when Elapsed reached it).
 type RetryError struct {
 	Name, URL string
 	Range     string
 	Attempts  int
 	Status    int // last retryable status, 0 if the last failure was not a status
 	Err       error
+	// Deadline is the file's retry deadline (MODELCACHE_DOWNLOAD_RETRY_DEADLINE;
+	// 0: none); Elapsed is how long the file had gone without a byte when
+	// it gave up.
+	Deadline, Elapsed time.Duration
 }
 
 func (e RetryError) Error() string {
@@ -76,6 +82,10 @@ func (e RetryError) Error() string {
 		what = fmt.Sprintf("HTTP %d %d consecutive time(s) without progress", e.Status, e.Attempts)
 	}
 	s := fmt.Sprintf("download %s from %s: %s; gave up after %d attempt(s)", e.Name, e.URL, what, e.Attempts)
+	if e.Deadline > 0 && e.Elapsed >= e.Deadline {
+		s += fmt.Sprintf(" and %s without receiving a byte (the retry deadline %s, %s)",
+			e.Elapsed.Round(time.Millisecond), e.Deadline, config.EnvDownloadRetryDeadline)
+	}
 	if e.Range != "" {
 		s += " for " + e.Range
 	}
@@ -84,8 +94,23 @@ func (e RetryError) Error() string {
 	}
 	return s
 }
-func (e *RetryError) As(t any) bool { return asValue(e, t) }
-func (e RetryError) Unwrap() error  { return e.Err }
+
+// PermanentError: a request that no retry can fix, failed at once: a
+// malformed URL, a scheme other than http(s) (also as a redirect target), a
+// redirect loop or more than 10 redirects, a TLS certificate the system does
+// not trust.
+type PermanentError struct {
+	Name, URL string
+	Reason    string
+}
+
+func (e PermanentError) Error() string {
+	return fmt.Sprintf("download %s from %s: %s; not retried (no retry can fix this: check the URL the provider returned, or the server)",
+		e.Name, e.URL, e.Reason)
+}
+func (e *PermanentError) As(t any) bool { return asValue(e, t) }
+func (e *RetryError) As(t any) bool     { return asValue(e, t) }
+func (e RetryError) Unwrap() error      { return e.Err }
 
 // RangeNotSupportedError: the server answered a ranged request with a full
 // body (200). The file was then fetched as one stream; this error is

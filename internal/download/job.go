@@ -55,6 +55,9 @@ type job struct {
 	parts   []*part
 	streams map[*stream]struct{}
 	stalls  int
+	// failingSince is the first failed attempt since the last byte was
+	// written (zero while bytes flow): the retry deadline counts from it.
+	failingSince time.Time
 
 	wakeMD5, wakeSHA chan struct{}
 	// Hash followers' positions (-1: no such follower) and a channel
@@ -132,6 +135,9 @@ func (j *job) download(ctx context.Context) (sums, error) {
 			}
 			j.e.log.Warn("restarting download from byte 0", "file", j.name, "url", j.safe, "reason", err.Error())
 			if errors.Is(err, errNoResume) {
+				if rerr := j.pastDeadline(err, "", restarts); rerr != nil {
+					return sums{}, rerr
+				}
 				if e := retry.Sleep(ctx, retry.Ranged(j.e.tune.BackoffUnit).Delay(restarts)); e != nil {
 					return sums{}, e
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/modelcache/modelcache/internal/retry"
 )
@@ -41,6 +42,11 @@ func (j *job) runPart(ctx context.Context, p *part) error {
 		}
 		var se *statusError
 		var ae *authError
+		if !errors.Is(err, errHedgeLost) && !errors.As(err, &ae) && !permanent(err) {
+			if rerr := j.pastDeadline(err, rng, max(failures, statusTries)+1); rerr != nil {
+				return rerr
+			}
+		}
 		switch {
 		case errors.As(err, &se):
 			statusTries++
@@ -51,6 +57,7 @@ func (j *job) runPart(ctx context.Context, p *part) error {
 			if se.hasRA {
 				wait = se.retryAfter
 			}
+			wait = j.untilDeadline(wait)
 			j.e.log.Debug("retryable status; waiting", "file", j.name, "url", j.safe, "status", se.code, "wait", wait, "range", rng)
 			if err := retry.Sleep(ctx, wait); err != nil {
 				return err
@@ -90,13 +97,54 @@ func (j *job) runPart(ctx context.Context, p *part) error {
 			if failures >= t.MaxAttempts {
 				return &RetryError{Name: j.name, URL: j.safe, Range: rng, Attempts: failures, Err: err}
 			}
-			wait := retry.Ranged(t.BackoffUnit).Delay(failures)
+			wait := j.untilDeadline(retry.Ranged(t.BackoffUnit).Delay(failures))
 			j.e.log.Debug("transient error; retrying", "file", j.name, "url", j.safe, "range", rng, "attempt", failures, "wait", wait, "err", err.Error())
 			if err := retry.Sleep(ctx, wait); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// pastDeadline records a transient failure and returns the RetryError
+// that ends the file once it has gone RetryDeadline without a byte.
+func (j *job) pastDeadline(err error, rng string, attempts int) error {
+	d := j.e.tune.RetryDeadline
+	if d <= 0 {
+		return nil
+	}
+	j.mu.Lock()
+	now := time.Now()
+	if j.failingSince.IsZero() {
+		j.failingSince = now
+	}
+	elapsed := now.Sub(j.failingSince)
+	j.mu.Unlock()
+	if elapsed < d {
+		return nil
+	}
+	re := &RetryError{Name: j.name, URL: j.safe, Range: rng, Attempts: attempts, Err: err, Deadline: d, Elapsed: elapsed}
+	var se *statusError
+	if errors.As(err, &se) {
+		re.Status, re.Err = se.code, nil
+	}
+	return re
+}
+
+// untilDeadline caps a back-off wait at the time left before the retry
+// deadline, so that the file fails on time rather than after a long sleep.
+func (j *job) untilDeadline(wait time.Duration) time.Duration {
+	d := j.e.tune.RetryDeadline
+	if d <= 0 {
+		return wait
+	}
+	j.mu.Lock()
+	since := j.failingSince
+	j.mu.Unlock()
+	if since.IsZero() {
+		return wait
+	}
+	return max(min(wait, d-time.Since(since)), 0)
 }
 
 // refreshURL asks the caller for a fresh URL once (signed URL expired).

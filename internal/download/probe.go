@@ -26,6 +26,9 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 	t := e.tune
 	for try := 1; try <= t.MaxStatusTries; try++ {
 		wait := retry.Ranged(t.BackoffUnit).Delay(1)
+		if checkURL(raw) != nil {
+			return pr // the GET reports it
+		}
 		hctx, cancel := context.WithTimeout(ctx, t.HeadTimeout)
 		req, err := http.NewRequestWithContext(hctx, http.MethodHead, raw, nil)
 		if err != nil {
@@ -59,6 +62,11 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 		} else {
 			cancel()
 			if ctx.Err() != nil {
+				return pr
+			}
+			if r := permanentReason(err); r != "" {
+				// The GET will fail the same way, at once and typed.
+				e.log.Debug("HEAD failed permanently", "url", SafeURL(raw), "reason", r)
 				return pr
 			}
 			e.log.Debug("HEAD failed", "url", SafeURL(raw), "err", scrubURLError(err, SafeURL(raw)).Error())

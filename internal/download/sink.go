@@ -228,6 +228,7 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 	}
 	p.cur = pos + n
 	p.sum = sum
+	j.failingSince = time.Time{}
 	if p.hedged && p.end >= 0 && p.cur >= p.end {
 		for o := range j.streams {
 			if o.p == p && o != st {

@@ -73,8 +73,9 @@ func NewTransport(o TransportOptions) *http.Transport {
 }
 
 // NewClient returns an *http.Client over NewTransport(o). Redirects are
-// followed (at most 10); net/http drops Authorization and cookies when a
-// redirect leaves the original host.
+// followed, at most 10, never back to a URL already visited and never to a
+// scheme other than http(s) (each a permanent error); net/http drops
+// Authorization and cookies when a redirect leaves the original host.
 func NewClient(o TransportOptions) *http.Client {
-	return &http.Client{Transport: NewTransport(o)}
+	return &http.Client{Transport: NewTransport(o), CheckRedirect: checkRedirect}
 }
