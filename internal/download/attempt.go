@@ -99,6 +99,12 @@ func (j *job) attempt(ctx context.Context, p *part) error {
 			return errRangeIgnored
 		}
 		cl := resp.ContentLength
+		if size < 0 && cl > 0 {
+			// The size is announced only now (no HEAD size): check it.
+			if err := j.e.checkSpace(j.guard.dir, j.name, cl); err != nil {
+				return err
+			}
+		}
 		j.mu.Lock()
 		if cl >= 0 {
 			switch {

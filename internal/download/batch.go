@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/modelcache/modelcache/blobstore"
@@ -33,6 +34,9 @@ type Item struct {
 	// Refresh, if set, returns a fresh URL after a 401/403 from storage (an
 	// expired signed URL); it is called at most once per file.
 	Refresh func(ctx context.Context) (string, error) `json:"-"`
+
+	probed       *probeResult // Batch probed the size already
+	spaceChecked bool         // Batch checked the free space for the whole batch
 }
 
 func (it Item) label() string {
@@ -97,8 +101,12 @@ func (e *Engine) Batch(ctx context.Context, items []Item) ([]Result, error) {
 	if e.offline {
 		return res, &OfflineError{Name: items[todo[0]].label(), Missing: len(todo)}
 	}
-	if err := e.checkSpaceFor(items, todo); err != nil {
+	items = slices.Clone(items) // probes and marks below stay ours
+	if err := e.checkBatchSpace(ctx, items, todo); err != nil {
 		return res, err
+	}
+	for _, i := range todo {
+		items[i].spaceChecked = true
 	}
 	ctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)

@@ -136,7 +136,7 @@ func (e *Engine) fetchBlob(ctx context.Context, it Item) (res Result, err error)
 func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, held *lock.Held) (Result, error) {
 	name, safe := it.label(), SafeURL(it.URL)
 	fp.setPhase(PhaseResolving)
-	pr := e.probe(ctx, it.URL)
+	pr := e.probeOnce(ctx, it)
 	if err := ctx.Err(); err != nil {
 		return Result{}, context.Cause(ctx)
 	}
@@ -152,7 +152,7 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 	}
 	fp.setTotal(size)
 
-	j := &job{e: e, name: name, safe: safe, fp: fp, url: pr.url, etag: pr.etag, size: size, ranges: pr.ranges,
+	j := &job{e: e, name: name, safe: safe, fp: fp, guard: spaceGuard{dir: e.blobs.Dir()}, url: pr.url, etag: pr.etag, size: size, ranges: pr.ranges,
 		wantMD5: true, wantSHA: e.tune.SHA256, refresh: it.Refresh, ckpt: make(chan struct{}, 1)}
 	journaled := size >= e.tune.JournalMinSize && pr.ranges
 
@@ -230,7 +230,7 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 		cleanup()
 		return Result{}, err
 	}
-	if err := e.checkSpace(e.blobs.Dir(), size, fp.reused.Load()); err != nil {
+	if err := e.checkItemSpace(it, e.blobs.Dir(), size-fp.reused.Load()); err != nil {
 		cleanup()
 		return Result{}, err
 	}

@@ -52,7 +52,8 @@ func permanent(err error) bool {
 	var de *DiskError
 	var sm *SizeMismatchError
 	var pe *PermanentError
-	return errors.As(err, &he) || errors.As(err, &de) || errors.As(err, &sm) || errors.As(err, &pe) ||
+	var sl *SizeLimitError
+	return errors.As(err, &he) || errors.As(err, &de) || errors.As(err, &sm) || errors.As(err, &pe) || errors.As(err, &sl) ||
 		errors.Is(err, errRangeIgnored) || errors.Is(err, errStale) || errors.Is(err, errRange416) ||
 		errors.Is(err, errChanged) || errors.Is(err, errNoResume)
 }

@@ -53,10 +53,11 @@ type Engine struct {
 // testHooks let in-package tests inject faults that the real world produces
 // rarely (a full disk); nil hooks do nothing.
 type testHooks struct {
-	wrapPartial func(*os.File) error               // called on each new partial; an error fails it
-	writeErr    func(path string, off int64) error // called before each write; an error replaces it
-	directErr   func(off int64) error              // called before each direct write; an error replaces it
-	beforeHash  func()                             // called before a follower hashes a kept chunk
+	wrapPartial func(*os.File) error                  // called on each new partial; an error fails it
+	writeErr    func(path string, off int64) error    // called before each write; an error replaces it
+	directErr   func(off int64) error                 // called before each direct write; an error replaces it
+	beforeHash  func()                                // called before a follower hashes a kept chunk
+	freeBytes   func(dir string) (int64, bool, error) // replaces statfs (free bytes, network fs)
 }
 
 // Option configures New.

@@ -169,25 +169,49 @@ func (e SizeMismatchError) Error() string {
 func (e *SizeMismatchError) As(t any) bool { return asValue(e, t) }
 
 // DiskError: writing failed for lack of space or permission (ENOSPC, EDQUOT,
-// EROFS, EACCES), or the free-space check failed before starting. The batch
-// was aborted and the temp files removed.
+// EROFS, EACCES), the free-space check failed before starting (Need), or a
+// download of unknown size ate into the free-space reserve (Reserve). The
+// batch was aborted and the temp files removed.
 type DiskError struct {
 	Path    string
+	What    string // what needed the space: a file, or the files of a batch
 	Op      string
 	Written int64 // bytes written to Path before the failure
-	Need    int64 // for the pre-flight check
+	Need    int64 // for the pre-flight check: Missing bytes plus the reserve
+	Missing int64
+	Reserve int64 // for a download of unknown size: the reserve it reached
 	Free    int64
 	Err     error
 }
 
 func (e DiskError) Error() string {
-	if e.Need > 0 {
-		return fmt.Sprintf("not enough disk space: need %s, free %s on the filesystem of %s", mib(e.Need), mib(e.Free), e.Path)
+	switch {
+	case e.Need > 0:
+		return fmt.Sprintf("not enough disk space for %s: need %s (%s to download + %s reserve, %s), free %s on the filesystem of %s",
+			e.What, mib(e.Need), mib(e.Missing), mib(e.Need-e.Missing), config.EnvDiskReservePercent, mib(e.Free), e.Path)
+	case e.Reserve > 0:
+		return fmt.Sprintf("download %s stopped after %s of unknown total size: the filesystem of %s has %s free, below the reserve of %s (%s); "+
+			"nothing was kept", e.What, mib(e.Written), e.Path, mib(e.Free), mib(e.Reserve), config.EnvDiskReservePercent)
 	}
 	return fmt.Sprintf("%s %s failed after %s: %v; the download was aborted and its temp files removed", e.Op, e.Path, mib(e.Written), e.Err)
 }
 func (e *DiskError) As(t any) bool { return asValue(e, t) }
 func (e DiskError) Unwrap() error  { return e.Err }
+
+// SizeLimitError: nobody announced the file's size (no size from the
+// provider or the HEAD, no Content-Length) and the body went on past
+// MODELCACHE_DOWNLOAD_MAX_UNKNOWN_SIZE. Nothing was kept.
+type SizeLimitError struct {
+	Name, URL string
+	Limit     int64
+	Written   int64
+}
+
+func (e SizeLimitError) Error() string {
+	return fmt.Sprintf("download %s from %s: the server announced no size and sent more than %s (%s caps downloads of unknown size); nothing was kept",
+		e.Name, e.URL, mib(e.Limit), config.EnvDownloadMaxUnknownSize)
+}
+func (e *SizeLimitError) As(t any) bool { return asValue(e, t) }
 
 // WaitTimeoutError: another process held the blob lock without visible
 // progress for the whole lock timeout (U16).

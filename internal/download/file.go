@@ -52,7 +52,7 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 		return Result{}, err
 	}
 	dir, base := filepath.Split(dest)
-	pr := e.probe(ctx, it.URL)
+	pr := e.probeOnce(ctx, it)
 	if err := ctx.Err(); err != nil {
 		return Result{}, context.Cause(ctx)
 	}
@@ -85,10 +85,10 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 	if err := e.preparePartial(f, size); err != nil {
 		return Result{}, err
 	}
-	if err := e.checkSpace(dir, size, 0); err != nil {
+	if err := e.checkItemSpace(it, dir, size); err != nil {
 		return Result{}, err
 	}
-	j := &job{e: e, name: name, safe: safe, fp: fp, f: f, url: pr.url, etag: pr.etag, size: size, ranges: pr.ranges,
+	j := &job{e: e, name: name, safe: safe, fp: fp, f: f, guard: spaceGuard{dir: dir}, url: pr.url, etag: pr.etag, size: size, ranges: pr.ranges,
 		wantMD5: it.MD5 != "", wantSHA: true, refresh: it.Refresh}
 	j.plan(nil)
 	s, err := j.download(ctx)

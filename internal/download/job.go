@@ -55,6 +55,7 @@ type job struct {
 	parts   []*part
 	streams map[*stream]struct{}
 	stalls  int
+	guard   spaceGuard // bounds a single stream of unknown size
 	// failingSince is the first failed attempt since the last byte was
 	// written (zero while bytes flow): the retry deadline counts from it.
 	failingSince time.Time

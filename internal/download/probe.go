@@ -17,6 +17,14 @@ type probeResult struct {
 	ranges bool   // Accept-Ranges: bytes with a known size
 }
 
+// probeOnce is the batch's probe of it, else a new one.
+func (e *Engine) probeOnce(ctx context.Context, it Item) probeResult {
+	if it.probed != nil {
+		return *it.probed
+	}
+	return e.probe(ctx, it.URL)
+}
+
 // probe sends HEAD (following redirects, download.md §2.4) with the API
 // timeout, retrying connection errors and retryable statuses. Whatever fails
 // is swallowed: the file is then fetched as one stream, whose response

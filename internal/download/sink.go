@@ -104,6 +104,12 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 			}
 			pos += int64(n)
 			bp, at, filled = next, nextAt, filled-n
+			if limit < 0 {
+				// Nobody announced a size: bounded by the cap and the reserve.
+				if err := j.checkUnknownSize(pos); err != nil {
+					return err
+				}
+			}
 		}
 		if rerr == io.EOF {
 			if limit >= 0 && pos < limit {
