@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/modelcache/modelcache/internal/blobfs"
 	"github.com/modelcache/modelcache/internal/fsx"
@@ -134,21 +135,54 @@ func (e *Engine) adopt(ctx context.Context, md5 string, size int64, etag, safe s
 	return &adoption{f: f, token: token, ranges: good, algo: algo}, nil
 }
 
-// removeDeadPartials removes partials and journals of md5 whose owners are
-// dead, once the blob is published (e.g. a process killed between its
-// rename and its journal delete). Called with the blob lock held.
-func (e *Engine) removeDeadPartials(md5 string) {
-	paths, _ := filepath.Glob(filepath.Join(e.blobs.Dir(), "."+md5+".partial-*.json"))
-	for _, jp := range paths {
-		if k, m := blobfs.Classify(filepath.Base(jp)); k != blobfs.KindJournal || m != md5 {
+// removeSuperseded removes what a published blob supersedes (issue 11
+// item 8): partials and journals of md5 whose owners are dead (a process
+// killed between its rename and its journal delete, or killed early and
+// then outrun), the temp files of journal rewrites they were killed in,
+// and, where the blob lock is reliable, partials without a journal that no
+// download of this engine owns: while we hold the lock no other process
+// writes one. Called with the blob lock held, once the blob exists.
+func (e *Engine) removeSuperseded(md5 string) {
+	dir := e.blobs.Dir()
+	paths, _ := filepath.Glob(filepath.Join(dir, ".*"+md5+".partial-*"))
+	journals := map[string]bool{} // journal base names that stay
+	for _, p := range paths {
+		base := filepath.Base(p)
+		if k, m := blobfs.Classify(base); k != blobfs.KindJournal || m != md5 {
 			continue
 		}
-		jf, err := journal.Read(jp)
-		if err != nil || e.ownerAlive(jf) {
+		if jf, err := journal.Read(p); err == nil && e.ownerAlive(jf) {
+			journals[base] = true
 			continue
 		}
-		os.Remove(jp[:len(jp)-len(".json")])
-		removeJournal(jp)
+		os.Remove(strings.TrimSuffix(p, ".json"))
+		removeJournal(p)
+	}
+	for _, p := range paths {
+		base := filepath.Base(p)
+		k, m := blobfs.Classify(base)
+		if m != md5 {
+			continue
+		}
+		switch k {
+		case blobfs.KindPartial:
+			if journals[base+".json"] || e.tokenActive(partialToken(base)) || e.unreliableLocks {
+				continue
+			}
+			if _, err := os.Lstat(p + ".json"); err == nil {
+				continue // a journal appeared meanwhile: judged next time
+			}
+		case blobfs.KindAtomicTemp:
+			final, _ := fsx.ParseAtomicTempName(base)
+			if journals[final] || e.tokenActive(partialToken(strings.TrimSuffix(final, ".json"))) {
+				continue
+			}
+		default:
+			continue
+		}
+		if err := os.Remove(p); err == nil {
+			e.log.Debug("removed a leftover of an interrupted download", "blob", md5, "file", base)
+		}
 	}
 }
 

@@ -122,7 +122,7 @@ func (e *Engine) fetchBlob(ctx context.Context, it Item) (res Result, err error)
 	}
 	if ok {
 		if held != nil {
-			e.removeDeadPartials(it.MD5)
+			e.removeSuperseded(it.MD5)
 		}
 		r.Shared, r.Cached = true, false
 		fp.setPhase(PhaseDone)
@@ -153,7 +153,7 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 	fp.setTotal(size)
 
 	j := &job{e: e, name: name, safe: safe, fp: fp, guard: spaceGuard{dir: e.blobs.Dir()}, url: pr.url, etag: pr.etag, size: size, ranges: pr.ranges,
-		wantMD5: true, wantSHA: e.tune.SHA256, refresh: it.Refresh, ckpt: make(chan struct{}, 1)}
+		wantMD5: true, wantSHA: e.tune.SHA256, refresh: it.Refresh, ckpt: make(chan struct{}, 1), ckptDone: make(chan struct{})}
 	journaled := size >= e.tune.JournalMinSize && pr.ranges
 
 	var adopted []journal.Range
@@ -276,6 +276,9 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 		"hashing", time.Duration(j.hashBusy.Load()), "stream_pauses", time.Duration(j.pausedTotal.Load()), "commit", time.Since(t0)-tDown, "network_bytes", fp.network.Load(), "reused_bytes", fp.reused.Load(), "direct_bytes", j.direct.Load(), "hedges", j.hedges.Load())
 	if pres.Published {
 		e.writeVerified(it.MD5, pres)
+	}
+	if held != nil {
+		e.removeSuperseded(it.MD5)
 	}
 	fp.setPhase(PhaseDone)
 	return Result{Name: name, Path: pres.Path, MD5: it.MD5, SHA256: s.sha256, Size: s.size,

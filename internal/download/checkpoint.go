@@ -6,52 +6,104 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/journal"
-	"github.com/modelcache/modelcache/internal/retry"
 )
 
-// checkpointer records durable progress in the journal: periodically, when
-// a part completes, and at least every HeartbeatInterval.
+// checkpointer records durable progress in the journal: whenever the
+// streams have written journalStep bytes since the last checkpoint (write
+// signals ckpt), and every JournalInterval (the heartbeat, at least every
+// HeartbeatInterval). The byte trigger bounds what a kill loses; its cost
+// is one fdatasync and one journal rewrite per journalStep bytes.
 func (j *job) checkpointer(ctx context.Context) {
 	t := time.NewTicker(j.e.tune.JournalInterval)
 	defer t.Stop()
-	// Part completions come in bursts (8 MiB parts at hundreds of MB/s):
-	// checkpoint them at most every 100 ms; every fsync costs the disk.
-	minGap := max(min(j.e.tune.JournalInterval/4, 500*time.Millisecond), 5*time.Millisecond)
-	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-j.ckpt:
-			if d := time.Since(last); d < minGap {
-				if retry.Sleep(ctx, minGap-d) != nil {
-					return
-				}
-			}
 		}
-		last = time.Now()
 		if err := j.checkpoint(false); err != nil {
 			j.e.log.Warn("cannot update resume journal", "file", j.name, "journal", j.jpath, "err", err)
 		}
 	}
 }
 
+// journalStep is the byte count that makes a checkpoint due: JournalEvery
+// per stream of the file.
+func (j *job) journalStep() int64 {
+	n := int64(1)
+	if !j.single {
+		n = int64(j.e.tune.StreamsPerFile)
+	}
+	return n * j.e.tune.JournalEvery
+}
+
+// journalThrottle makes a stream wait while the file has more than twice
+// journalStep bytes written but not journaled (the checkpointer lags behind
+// a slow disk), so that a kill loses a bounded number of bytes. The wait is
+// a pause, not a stall.
+func (j *job) journalThrottle(ctx context.Context, st *stream) error {
+	var since time.Time
+	paused := false
+	defer func() {
+		if paused {
+			st.resume(since)
+		}
+	}()
+	for {
+		j.mu.Lock()
+		if j.jpath == "" || j.journalOff || j.ckptDone == nil || j.written-j.journaled < 2*j.journalStep() {
+			j.mu.Unlock()
+			return nil
+		}
+		wait := j.ckptDone
+		j.mu.Unlock()
+		select {
+		case j.ckpt <- struct{}{}:
+		default:
+		}
+		if !paused {
+			paused, since = true, st.pause()
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
 // checkpoint fsyncs the data and then records every part's written prefix
 // with its hash. Bytes are recorded only after they are durable (§3 rule 2).
-func (j *job) checkpoint(force bool) error {
+func (j *job) checkpoint(force bool) (err error) {
+	j.mu.Lock()
 	if j.jpath == "" {
+		j.mu.Unlock()
 		return nil
 	}
-	j.mu.Lock()
 	var rs []journal.Range
 	for _, p := range j.parts {
 		if p.cur > p.start && p.sum != "" {
 			rs = append(rs, journal.Range{First: p.start, Last: p.cur - 1, Hash: p.sum})
 		}
 	}
-	size, etag := j.size, j.etag
+	size, etag, snap, jpath := j.size, j.etag, j.written, j.jpath
+	j.ckptAt = snap
 	j.mu.Unlock()
+	defer func() {
+		j.mu.Lock()
+		if err == nil {
+			j.journaled = max(j.journaled, snap)
+		} else {
+			j.journalOff = true // streams stop waiting for a journal that fails
+		}
+		if j.ckptDone != nil {
+			close(j.ckptDone)
+			j.ckptDone = make(chan struct{})
+		}
+		j.mu.Unlock()
+	}()
 	jf := j.jtmpl
 	jf.Size, jf.ETag, jf.RangeHash, jf.RangesDone = size, etag, j.algo, rs
 	if jf.RangesDone == nil {
@@ -66,7 +118,7 @@ func (j *job) checkpoint(force bool) error {
 			return err
 		}
 	}
-	if err := journal.Write(j.jpath, &jf); err != nil {
+	if err := journal.Write(jpath, &jf); err != nil {
 		return err
 	}
 	j.lastJournal, j.lastJournalAt = key, time.Now()

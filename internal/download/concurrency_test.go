@@ -97,7 +97,7 @@ func TestTwoEnginesOneDownload(t *testing.T) {
 // "still waiting … (N MB of M)", and when the holder is killed takes over
 // its partial instead of starting again.
 func TestWaiterOutlastsTimeoutThenTakesOver(t *testing.T) {
-	const size, partSize = 6 << 20, 512 << 10
+	const size, partSize = 12 << 20, 512 << 10
 	srv := newFaultServer(t)
 	srv.throttle(8<<10, 10*time.Millisecond) // ~3 MB/s over 4 streams
 	data := randomBytes(13, size)
@@ -129,9 +129,10 @@ func TestWaiterOutlastsTimeoutThenTakesOver(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
+	const lockTimeout, logEvery = 500 * time.Millisecond, 25 * time.Millisecond
 	e := env.engine(t, func(t *Tuning) {
-		t.LockTimeout = 250 * time.Millisecond
-		t.WaitLogInterval = 100 * time.Millisecond
+		t.LockTimeout = lockTimeout
+		t.WaitLogInterval = logEvery
 		t.MinPart, t.MaxPart, t.MinSplit = partSize, partSize, 1<<62
 	})
 	type out struct {
@@ -139,14 +140,23 @@ func TestWaiterOutlastsTimeoutThenTakesOver(t *testing.T) {
 		err error
 	}
 	done := make(chan out, 1)
+	start := time.Now()
 	go func() {
 		r, err := e.EnsureBlob(context.Background(), Item{Name: "held.bin", URL: u, MD5: sum})
 		done <- out{r, err}
 	}()
-	select {
-	case o := <-done:
-		t.Fatalf("waiter returned while the holder was alive and progressing: %+v %v", o.r, o.err)
-	case <-time.After(1200 * time.Millisecond): // almost 5 lock timeouts
+	// Wait, by the waiter's own reports, until it has waited through more
+	// than two lock timeouts: "still waiting" lines every logEvery.
+	deadline = time.Now().Add(time.Minute)
+	for strings.Count(env.logs.String(), "still waiting for held.bin (") < 2*int(lockTimeout/logEvery)+10 {
+		select {
+		case o := <-done:
+			t.Fatalf("waiter returned after %v while the holder was alive and progressing: %+v %v", time.Since(start), o.r, o.err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter logged no progress-aware waiting")
+		}
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
@@ -158,7 +168,7 @@ func TestWaiterOutlastsTimeoutThenTakesOver(t *testing.T) {
 	var o out
 	select {
 	case o = <-done:
-	case <-time.After(20 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("waiter did not take over")
 	}
 	if o.err != nil {
@@ -172,7 +182,7 @@ func TestWaiterOutlastsTimeoutThenTakesOver(t *testing.T) {
 		t.Errorf("fetched %d bytes after the takeover; %d were missing", after, missing)
 	}
 	logs := env.logs.String()
-	if !strings.Contains(logs, "still waiting for held.bin (") || !strings.Contains(logs, " MB of 6 MB") {
+	if !strings.Contains(logs, "still waiting for held.bin (") || !strings.Contains(logs, " MB of 12 MB") {
 		t.Errorf("no progress-aware wait log:\n%s", logs)
 	}
 	assertStore(t, env, data, true, false)

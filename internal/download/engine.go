@@ -58,6 +58,7 @@ type testHooks struct {
 	directErr   func(off int64) error                 // called before each direct write; an error replaces it
 	beforeHash  func()                                // called before a follower hashes a kept chunk
 	freeBytes   func(dir string) (int64, bool, error) // replaces statfs (free bytes, network fs)
+	afterWrite  func(n int64)                         // called after each write with its length
 }
 
 // Option configures New.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/modelcache/modelcache/blobstore"
@@ -71,6 +72,8 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 		return Result{}, err
 	}
 	tmp := filepath.Join(dir, "."+base+".partial-"+token)
+	e.setToken(token, true)
+	defer e.setToken(token, false)
 	f, err := createExclusive(tmp)
 	if err != nil {
 		return Result{}, e.diskOrPlain(err, tmp)
@@ -130,9 +133,28 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 	if err := fsx.SyncDir(dir); err != nil {
 		return Result{}, err
 	}
+	e.removeStaleFilePartials(dir, base)
 	fp.setPhase(PhaseDone)
 	return Result{Name: name, Path: dest, MD5: it.MD5, SHA256: s.sha256, Size: s.size, NetworkBytes: fp.network.Load(),
 		DirectBytes: j.direct.Load()}, nil
+}
+
+// removeStaleFilePartials removes temps of dest left by interrupted earlier
+// downloads (".<base>.partial-<16 hex>") once dest is published: the caller
+// holds the handle's lock, so no other process writes one now, and tokens
+// of this engine's running downloads are spared.
+func (e *Engine) removeStaleFilePartials(dir, base string) {
+	paths, _ := filepath.Glob(filepath.Join(dir, "."+base+".partial-*"))
+	prefix := "." + base + ".partial-"
+	for _, p := range paths {
+		tok := strings.TrimPrefix(filepath.Base(p), prefix)
+		if len(tok) != 16 || strings.Trim(tok, "0123456789abcdef") != "" || e.tokenActive(tok) {
+			continue
+		}
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			os.Remove(p)
+		}
+	}
 }
 
 func newToken() (string, error) { return fsx.HexToken() }

@@ -65,12 +65,21 @@ type job struct {
 	// closed and replaced whenever one advances (backpressure waits on it).
 	hashedMD5, hashedSHA atomic.Int64
 	hashWait             chan struct{}
-	hashBusy             atomic.Int64 // ns the followers spent hashing (diagnostics)
-	lastByte             atomic.Int64 // unix ns of the last write (diagnostics)
-	pausedTotal          atomic.Int64 // ns streams waited for the hashers (diagnostics)
-	ckpt                 chan struct{}
-	lastJournal          string // last journal content written (skip identical rewrites)
+	hashBusy             atomic.Int64  // ns the followers spent hashing (diagnostics)
+	lastByte             atomic.Int64  // unix ns of the last write (diagnostics)
+	pausedTotal          atomic.Int64  // ns streams waited for the hashers (diagnostics)
+	ckpt                 chan struct{} // a checkpoint is due (bytes written)
+	lastJournal          string        // last journal content written (skip identical rewrites)
 	lastJournalAt        time.Time
+
+	// Journal progress, guarded by mu: bytes written by this job, written
+	// at the last checkpoint's snapshot, written as of the last journal
+	// that reached the disk, and a channel closed and replaced after every
+	// checkpoint (streams over the lag limit wait on it). journalOff stops
+	// the waiting after a checkpoint failed.
+	written, ckptAt, journaled int64
+	ckptDone                   chan struct{}
+	journalOff                 bool
 
 	dio       *os.File         // O_DIRECT descriptor for aligned blocks (nil: page cache only)
 	direct    atomic.Int64     // bytes written through dio

@@ -187,12 +187,6 @@ func (j *job) finishPart(p *part) {
 	}
 	j.e.recordPartRate(n, d)
 	j.wake()
-	if j.ckpt != nil {
-		select {
-		case j.ckpt <- struct{}{}:
-		default:
-		}
-	}
 }
 
 func (j *job) rangeText(p *part) string {

@@ -80,6 +80,9 @@ func (j *job) copyBody(rctx context.Context, st *stream, p *part, body io.Reader
 		if end >= 0 {
 			want = int(min(int64(want), end-pos))
 		}
+		if err := j.journalThrottle(rctx, st); err != nil {
+			return err
+		}
 		if err := j.throttle(rctx, st, pos+int64(filled)); err != nil {
 			return err
 		}
@@ -235,6 +238,8 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 	p.cur = pos + n
 	p.sum = sum
 	j.failingSince = time.Time{}
+	j.written += n
+	due := j.jpath != "" && j.written-j.ckptAt >= j.journalStep()
 	if p.hedged && p.end >= 0 && p.cur >= p.end {
 		for o := range j.streams {
 			if o.p == p && o != st {
@@ -246,5 +251,14 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 	j.fp.network.Add(n)
 	j.lastByte.Store(time.Now().UnixNano())
 	j.wake()
+	if due {
+		select {
+		case j.ckpt <- struct{}{}:
+		default:
+		}
+	}
+	if h := j.e.hooks.afterWrite; h != nil {
+		h(n)
+	}
 	return int(skip + n), next, nextAt, nil
 }

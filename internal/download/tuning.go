@@ -68,6 +68,11 @@ type Tuning struct {
 
 	// JournalMinSize: smaller files get no resume journal (4 MiB).
 	JournalMinSize int64
+	// JournalEvery: a checkpoint is due once the file's streams have
+	// written this many bytes per stream since the last one (4 MiB), and a
+	// stream waits while twice that is written but not yet journaled: a
+	// kill loses at most that much per stream, whatever the timing.
+	JournalEvery int64
 	// JournalInterval between periodic journal checkpoints (2 s); parts are
 	// also checkpointed when they complete.
 	JournalInterval time.Duration
@@ -142,6 +147,7 @@ func DefaultTuning(cfg config.Config) Tuning {
 		MaxUnknownSize:     cfg.MaxUnknownSize,
 		DiskReservePercent: cfg.DiskReservePercent,
 		JournalMinSize:     4 << 20,
+		JournalEvery:       4 << 20,
 		JournalInterval:    2 * time.Second,
 		HeartbeatInterval:  5 * time.Second,
 		LockTimeout:        cfg.LockTimeout,
@@ -211,6 +217,7 @@ func (t Tuning) withDefaults() Tuning {
 		t.DiskReservePercent = 1
 	}
 	pos64(&t.JournalMinSize, 4<<20)
+	pos64(&t.JournalEvery, 4<<20)
 	posD(&t.JournalInterval, 2*time.Second)
 	posD(&t.HeartbeatInterval, 5*time.Second)
 	posD(&t.LockPoll, 50*time.Millisecond)
