@@ -67,14 +67,14 @@ func TestFaultOrigin(t *testing.T) {
 		{name: "short body", seq: []faultsrv.Fault{F(faultsrv.ShortBody, 50<<10), F(faultsrv.ShortBody, 1)},
 			want: ok, maxTime: 15 * time.Second, maxBytes: size + 2*(256<<10)},
 		{name: "wrong bytes", then: F(faultsrv.WrongBytes, 0),
-			want: typed(func(err error) bool { return errors.As(err, &DigestMismatchError{}) }, "DigestMismatchError"),
+			want:    typed(func(err error) bool { return errors.As(err, &DigestMismatchError{}) }, "DigestMismatchError"),
 			maxTime: 15 * time.Second, maxBytes: size},
 		{name: "stall then resume", seq: []faultsrv.Fault{F(faultsrv.Stall, 10<<10)},
 			tune: func(t *Tuning) { t.StallTimeout = 300 * time.Millisecond },
 			want: ok, maxTime: 15 * time.Second, maxBytes: size + 256<<10},
 		{name: "stall forever", then: F(faultsrv.Stall, 1<<10), keep: true,
-			tune: func(t *Tuning) { t.StallTimeout, t.MaxStalls = 200*time.Millisecond, 3 },
-			want: typed(func(err error) bool { return errors.As(err, &StallError{}) }, "StallError"),
+			tune:    func(t *Tuning) { t.StallTimeout, t.MaxStalls = 200*time.Millisecond, 3 },
+			want:    typed(func(err error) bool { return errors.As(err, &StallError{}) }, "StallError"),
 			maxTime: 15 * time.Second, maxBytes: 20 << 10},
 		{name: "ignored range", then: F(faultsrv.IgnoreRange, 0),
 			want: ok, maxTime: 15 * time.Second, maxBytes: 3 * size},
@@ -112,7 +112,9 @@ func TestFaultOrigin(t *testing.T) {
 		{name: "404 is permanent", then: status(404, ""), want: httpErr(404), maxTime: 5 * time.Second},
 		{name: "410 is permanent", then: status(410, ""), want: httpErr(410), maxTime: 5 * time.Second},
 		{name: "resets forever end at the retry deadline", then: F(faultsrv.ResetMidBody, 0), keep: true,
-			tune: func(t *Tuning) { t.MaxAttempts, t.RetryDeadline, t.BackoffUnit = 1 << 20, time.Second, 20 * time.Millisecond },
+			tune: func(t *Tuning) {
+				t.MaxAttempts, t.RetryDeadline, t.BackoffUnit = 1<<20, time.Second, 20*time.Millisecond
+			},
 			want: typed(func(err error) bool {
 				var re *RetryError
 				return errors.As(err, &re) && re.Deadline == time.Second && re.Elapsed >= time.Second &&
