@@ -2,6 +2,7 @@ package download
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -24,34 +25,48 @@ type part struct {
 	wmu        sync.Mutex // serializes writes of the part's streams (two when hedged)
 }
 
-// plan lays out parts over [0, size), skipping the done ranges (sorted,
-// non-overlapping), which become done parts.
+// plan lays out the job's parts (see layout) and derives whether the
+// file is fetched as one stream, the part size and the hash lead.
 func (j *job) plan(done []journal.Range) {
 	t := j.e.tune
-	j.parts = nil
-	if j.size < 0 {
+	step := int64(0)
+	switch {
+	case j.size < 0:
 		j.single = true
-		j.parts = []*part{{start: 0, end: -1}}
-		j.setLead(0)
-		j.initHashers()
-		return
-	}
-	if j.size < t.RangeThreshold || !j.ranges {
+	case j.size < t.RangeThreshold || !j.ranges:
 		j.single = true
-	}
-	step := t.partSize(j.size)
-	if j.single {
 		step = max(j.size, 1)
+	default:
+		step = t.partSize(j.size)
 	}
+	if j.single && j.size < 0 {
+		done = nil
+	}
+	j.parts = layout(j.size, step, done)
 	j.setLead(step)
+	j.initHashers()
+}
+
+// layout returns parts that tile [0, size) in order: the done ranges
+// (sorted, disjoint) as done parts, the gaps between them cut into parts of
+// step bytes, a last piece under a quarter step folded into its neighbour.
+// size < 0 (unknown) is one open-ended part; size 0 one empty done part.
+func layout(size, step int64, done []journal.Range) []*part {
+	if size < 0 {
+		return []*part{{start: 0, end: -1}}
+	}
+	if size == 0 {
+		return []*part{{start: 0, end: 0, done: true}}
+	}
+	step = max(step, 1)
+	var parts []*part
 	add := func(a, b int64) {
 		for a < b {
 			e := min(b, a+step)
-			// Avoid a runt tail: fold a last piece smaller than a quarter part.
 			if b-e < step/4 {
 				e = b
 			}
-			j.parts = append(j.parts, &part{start: a, end: e, cur: a, reserved: a})
+			parts = append(parts, &part{start: a, end: e, cur: a, reserved: a})
 			a = e
 		}
 	}
@@ -60,16 +75,60 @@ func (j *job) plan(done []journal.Range) {
 		if r.First > pos {
 			add(pos, r.First)
 		}
-		j.parts = append(j.parts, &part{start: r.First, end: r.Last + 1, cur: r.Last + 1, reserved: r.Last + 1, done: true, sum: r.Hash})
+		parts = append(parts, &part{start: r.First, end: r.Last + 1, cur: r.Last + 1, reserved: r.Last + 1, done: true, sum: r.Hash})
 		pos = r.Last + 1
 	}
-	if pos < j.size {
-		add(pos, j.size)
+	add(pos, size)
+	return parts
+}
+
+// watermarkOf returns the end of the contiguous written prefix of parts
+// and whether it covers a known size.
+func watermarkOf(parts []*part, size int64) (int64, bool) {
+	var w int64
+	for _, p := range parts {
+		if p.start != w {
+			break
+		}
+		w = p.cur
+		if p.end < 0 || p.cur < p.end {
+			return w, false
+		}
 	}
-	if j.size == 0 {
-		j.parts = []*part{{start: 0, end: 0, done: true}}
+	return w, size >= 0 && w >= size
+}
+
+// stealAlign aligns split points (64 KiB: whole pages and direct-I/O blocks).
+const stealAlign = 64 << 10
+
+// steal is work stealing (download.md §2.3): it splits the largest
+// remainder of an in-flight part (above its reserved write; hedged parts,
+// whose two streams share one end, excepted) at its middle, aligned up to
+// stealAlign, if that remainder is at least minSplit. It returns parts with
+// the new, already active part inserted in order, or parts and nil.
+func steal(parts []*part, minSplit int64) ([]*part, *part) {
+	var best *part
+	var bestRem int64
+	for _, p := range parts {
+		if p.active && !p.done && !p.hedged && p.end >= 0 {
+			if rem := p.end - max(p.reserved, p.cur); rem > bestRem {
+				best, bestRem = p, rem
+			}
+		}
 	}
-	j.initHashers()
+	if best == nil || bestRem < minSplit {
+		return parts, nil
+	}
+	mid := max(best.reserved, best.cur) + bestRem/2
+	mid = (mid + stealAlign - 1) &^ (stealAlign - 1)
+	if mid >= best.end {
+		return parts, nil
+	}
+	np := &part{start: mid, end: best.end, cur: mid, reserved: mid, active: true}
+	best.end = mid
+	i := sort.Search(len(parts), func(i int) bool { return parts[i].start > best.start })
+	parts = slices.Insert(parts, i, np)
+	return parts, np
 }
 
 // setLead sets the hash backpressure window. It also bounds the buffers
@@ -105,19 +164,7 @@ func (j *job) watermark() (int64, bool) {
 	return j.watermarkLocked()
 }
 
-func (j *job) watermarkLocked() (int64, bool) {
-	var w int64
-	for _, p := range j.parts {
-		if p.start != w {
-			break
-		}
-		w = p.cur
-		if p.end < 0 || p.cur < p.end {
-			return w, false
-		}
-	}
-	return w, j.size >= 0 && w >= j.size
-}
+func (j *job) watermarkLocked() (int64, bool) { return watermarkOf(j.parts, j.size) }
 
 // nextPart hands out the first unstarted part; when none is left it splits
 // the largest in-flight remainder (work stealing, download.md §2.3).
@@ -134,33 +181,14 @@ func (j *job) nextPart() *part {
 	if j.single || !j.ranges || j.size < 0 {
 		return nil
 	}
-	var best *part
-	var bestRem int64
-	for _, p := range j.parts {
-		if p.active && !p.done && !p.hedged { // a hedged part's two streams share one end
-			if rem := p.end - max(p.reserved, p.cur); rem > bestRem {
-				best, bestRem = p, rem
-			}
-		}
-	}
-	if best == nil || bestRem < j.e.tune.MinSplit {
+	var np *part
+	if j.parts, np = steal(j.parts, j.e.tune.MinSplit); np == nil {
 		return nil
 	}
-	from := max(best.reserved, best.cur)
-	mid := from + bestRem/2
-	mid = (mid + 0xFFFF) &^ 0xFFFF // 64 KiB aligned
-	if mid >= best.end {
-		return nil
-	}
-	np := &part{start: mid, end: best.end, cur: mid, reserved: mid, active: true, began: time.Now()}
+	np.began = time.Now()
 	if j.jpath != "" {
 		np.h = journal.NewHasher(j.algo)
 	}
-	best.end = mid
-	i := sort.Search(len(j.parts), func(i int) bool { return j.parts[i].start > best.start })
-	j.parts = append(j.parts, nil)
-	copy(j.parts[i+1:], j.parts[i:])
-	j.parts[i] = np
 	return np
 }
 
