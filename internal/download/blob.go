@@ -241,7 +241,8 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 	t0 := time.Now()
 	s, err := j.download(ctx)
 	tDown := time.Since(t0)
-	tLast := time.Duration(j.lastByte.Load() - t0.UnixNano())
+	dg := j.diagnostics()
+	tLast := dg.lastByte.Sub(t0)
 	if err != nil {
 		if keepPartial(ctx, err) && j.jpath != "" {
 			if cerr := j.checkpoint(true); cerr == nil {
@@ -273,7 +274,7 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 		return Result{}, convertCommitError(err, name, safe)
 	}
 	e.log.Debug("blob published", "file", name, "blob", it.MD5, "size", s.size, "last_byte", tLast, "transfer_and_hash", tDown,
-		"hashing", time.Duration(j.hashBusy.Load()), "stream_pauses", time.Duration(j.pausedTotal.Load()), "commit", time.Since(t0)-tDown, "network_bytes", fp.network.Load(), "reused_bytes", fp.reused.Load(), "direct_bytes", j.direct.Load(), "hedges", j.hedges.Load())
+		"hashing", dg.hashBusy, "stream_pauses", dg.pauses, "commit", time.Since(t0)-tDown, "network_bytes", fp.network.Load(), "reused_bytes", fp.reused.Load(), "direct_bytes", dg.direct, "hedges", dg.hedges)
 	if pres.Published {
 		e.writeVerified(it.MD5, pres)
 	}
@@ -283,7 +284,7 @@ func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, he
 	fp.setPhase(PhaseDone)
 	return Result{Name: name, Path: pres.Path, MD5: it.MD5, SHA256: s.sha256, Size: s.size,
 		Shared: !pres.Published, NetworkBytes: fp.network.Load(), ReusedBytes: fp.reused.Load(),
-		DirectBytes: j.direct.Load(), File: pres.File}, nil
+		DirectBytes: dg.direct, File: pres.File}, nil
 }
 
 func (e *Engine) journalTemplate(md5, safe, token string) journal.File {

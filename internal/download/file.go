@@ -136,7 +136,7 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 	e.removeStaleFilePartials(dir, base)
 	fp.setPhase(PhaseDone)
 	return Result{Name: name, Path: dest, MD5: it.MD5, SHA256: s.sha256, Size: s.size, NetworkBytes: fp.network.Load(),
-		DirectBytes: j.direct.Load()}, nil
+		DirectBytes: j.diagnostics().direct}, nil
 }
 
 // removeStaleFilePartials removes temps of dest left by interrupted earlier

@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"hash"
 	"os"
-	"sync/atomic"
 	"time"
 )
 
 // follow hashes the contiguous written prefix as it grows, from the
 // chunks the streams keep in memory; bytes without a chunk (adopted from a
 // resumed partial) are read back from the file.
-func (j *job) follow(ctx context.Context, h hash.Hash, wake chan struct{}, pos *atomic.Int64) error {
+func (j *job) follow(ctx context.Context, h hash.Hash, wake chan struct{}, idx int) error {
 	var buf []byte
 	defer func() {
 		if buf != nil {
@@ -52,9 +51,9 @@ func (j *job) follow(ctx context.Context, h hash.Hash, wake chan struct{}, pos *
 				}
 				done = n
 			}
-			j.hashBusy.Add(int64(time.Since(t0)))
-			pos.Store(done)
 			j.mu.Lock()
+			j.diag.hashBusy += time.Since(t0)
+			j.hashed[idx] = done
 			close(j.hashWait)
 			j.hashWait = make(chan struct{})
 			j.mu.Unlock()
@@ -82,9 +81,9 @@ func hashRangeRead(f *os.File, h hash.Hash, from, to int64, buf []byte) (int64, 
 	return from + int64(m), nil
 }
 
-// hashedMin is the position of the slowest hash follower (-1: none).
-func (j *job) hashedMin() int64 {
-	m, s := j.hashedMD5.Load(), j.hashedSHA.Load()
+// hashedMinLocked is the position of the slowest hash follower (-1: none).
+func (j *job) hashedMinLocked() int64 {
+	m, s := j.hashed[0], j.hashed[1]
 	switch {
 	case m < 0:
 		return s

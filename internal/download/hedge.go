@@ -85,8 +85,8 @@ func (j *job) runHedge(ctx context.Context, p *part) {
 		return
 	}
 	defer j.e.releaseStream()
-	j.hedges.Add(1)
 	j.mu.Lock()
+	j.diag.hedges++
 	rng := j.rangeText(p)
 	j.mu.Unlock()
 	j.e.log.Info("part slow; racing it with a second request", "file", j.name, "url", j.safe, "range", rng)

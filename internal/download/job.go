@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/modelcache/modelcache/internal/journal"
@@ -22,6 +21,23 @@ import (
 type sums struct {
 	md5, sha256 string
 	size        int64
+}
+
+// jobDiag is what a job reports when it ends (guarded by job.mu).
+type jobDiag struct {
+	hashBusy time.Duration // the followers spent hashing
+	pauses   time.Duration // streams waited for the hashers or the journal
+	lastByte time.Time     // of the last write
+	direct   int64         // bytes written through the direct descriptor
+	hedges   int64         // second requests sent
+	kept     int64         // bytes of chunks held for the followers now
+}
+
+// diagnostics returns a copy of the job's diagnostics.
+func (j *job) diagnostics() jobDiag {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.diag
 }
 
 // job downloads one file into an open partial with parallel ranges.
@@ -61,16 +77,15 @@ type job struct {
 	failingSince time.Time
 
 	wakeMD5, wakeSHA chan struct{}
-	// Hash followers' positions (-1: no such follower) and a channel
-	// closed and replaced whenever one advances (backpressure waits on it).
-	hashedMD5, hashedSHA atomic.Int64
-	hashWait             chan struct{}
-	hashBusy             atomic.Int64  // ns the followers spent hashing (diagnostics)
-	lastByte             atomic.Int64  // unix ns of the last write (diagnostics)
-	pausedTotal          atomic.Int64  // ns streams waited for the hashers (diagnostics)
-	ckpt                 chan struct{} // a checkpoint is due (bytes written)
-	lastJournal          string        // last journal content written (skip identical rewrites)
-	lastJournalAt        time.Time
+	// Guarded by mu: the hash followers' positions ([0] MD5, [1] SHA-256;
+	// -1: no such follower), a channel closed and replaced whenever one
+	// advances (backpressure waits on it), and the run's diagnostics.
+	hashed        [2]int64
+	hashWait      chan struct{}
+	diag          jobDiag
+	ckpt          chan struct{} // a checkpoint is due (bytes written)
+	lastJournal   string        // last journal content written (skip identical rewrites)
+	lastJournalAt time.Time
 
 	// Journal progress, guarded by mu: bytes written by this job, written
 	// at the last checkpoint's snapshot, written as of the last journal
@@ -82,13 +97,10 @@ type job struct {
 	journalOff                 bool
 
 	dio       *os.File         // O_DIRECT descriptor for aligned blocks (nil: page cache only)
-	direct    atomic.Int64     // bytes written through dio
 	followers int              // hash followers of the current run
 	chunks    map[int64]*chunk // written data kept for the followers, by offset
 	partRates []float64        // B/s of this file's completed parts
 	changed   chan struct{}    // closed and replaced when a part completes
-	hedges    atomic.Int64     // second requests sent
-	kept      atomic.Int64     // bytes of chunks held for the followers
 }
 
 func (j *job) doneBytes() int64 {
@@ -184,9 +196,9 @@ func (j *job) runOnce(ctx context.Context) (sums, error) {
 	// watchdog (stopped by bg), and the stream workers.
 	var followers, background, workers errgroup.Group
 	var mh, sh hash.Hash
-	follow := func(h hash.Hash, wake chan struct{}, pos *atomic.Int64) func() error {
+	follow := func(h hash.Hash, wake chan struct{}, idx int) func() error {
 		return func() error {
-			err := j.follow(ctx, h, wake, pos)
+			err := j.follow(ctx, h, wake, idx)
 			if err != nil {
 				cancel(err)
 			}
@@ -203,20 +215,23 @@ func (j *job) runOnce(ctx context.Context) (sums, error) {
 		j.followers++
 	}
 	j.wakeMD5, j.wakeSHA = nil, nil
-	j.hashedMD5.Store(-1)
-	j.hashedSHA.Store(-1)
 	j.mu.Lock()
 	j.hashWait = make(chan struct{})
+	j.hashed = [2]int64{-1, -1}
+	if j.wantMD5 {
+		j.hashed[0] = 0
+	}
+	if j.wantSHA {
+		j.hashed[1] = 0
+	}
 	j.mu.Unlock()
 	if j.wantMD5 {
 		mh, j.wakeMD5 = md5.New(), make(chan struct{}, 1)
-		j.hashedMD5.Store(0)
-		followers.Go(follow(mh, j.wakeMD5, &j.hashedMD5))
+		followers.Go(follow(mh, j.wakeMD5, 0))
 	}
 	if j.wantSHA {
 		sh, j.wakeSHA = sha256.New(), make(chan struct{}, 1)
-		j.hashedSHA.Store(0)
-		followers.Go(follow(sh, j.wakeSHA, &j.hashedSHA))
+		followers.Go(follow(sh, j.wakeSHA, 1))
 	}
 	if j.jpath != "" {
 		background.Go(func() error { j.checkpointer(bg); return nil })

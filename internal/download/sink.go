@@ -30,9 +30,8 @@ func (j *job) throttle(ctx context.Context, st *stream, pos int64) error {
 	}()
 	for {
 		j.mu.Lock()
-		wait := j.hashWait
+		wait, h := j.hashWait, j.hashedMinLocked()
 		j.mu.Unlock()
-		h := j.hashedMin()
 		if h < 0 || pos-h <= lead {
 			return nil
 		}
@@ -175,6 +174,7 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 		next, nextAt = carry(skip, false)
 		return int(skip), next, nextAt, nil
 	}
+	var direct int64 // bytes of this write that went through the direct descriptor
 	head, mid, tail := n, int64(0), int64(0)
 	if dio != nil {
 		head, mid, tail = splitDirect(pos, n)
@@ -207,7 +207,7 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 			j.disableDirect(err)
 			_, err = j.f.WriteAt(data[head:head+mid], pos+head)
 		} else if err == nil {
-			j.direct.Add(mid)
+			direct = mid
 		}
 	}
 	if err == nil && tail > 0 {
@@ -233,10 +233,13 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 			j.chunks = map[int64]*chunk{}
 		}
 		j.chunks[pos] = &chunk{pos: pos, data: data[:n], bp: bp, refs: j.followers}
-		j.e.noteKept(j.kept.Add(n))
+		j.diag.kept += n
+		j.e.noteKept(j.diag.kept)
 	}
 	p.cur = pos + n
 	p.sum = sum
+	j.diag.direct += direct
+	j.diag.lastByte = time.Now()
 	j.failingSince = time.Time{}
 	j.written += n
 	due := j.jpath != "" && j.written-j.ckptAt >= j.journalStep()
@@ -249,7 +252,6 @@ func (j *job) write(p *part, st *stream, bp *[]byte, data []byte, pos int64, fin
 	}
 	j.mu.Unlock()
 	j.fp.network.Add(n)
-	j.lastByte.Store(time.Now().UnixNano())
 	j.wake()
 	if due {
 		select {

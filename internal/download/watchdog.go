@@ -28,8 +28,10 @@ func (s *stream) pause() time.Time {
 func (s *stream) resume(since time.Time) {
 	now := time.Now()
 	s.pausedNanos.Add(int64(now.Sub(since)))
-	if s.job != nil {
-		s.job.pausedTotal.Add(int64(now.Sub(since)))
+	if j := s.job; j != nil {
+		j.mu.Lock()
+		j.diag.pauses += now.Sub(since)
+		j.mu.Unlock()
 	}
 	s.last.Store(now.UnixNano())
 	s.paused.Store(false)
