@@ -31,7 +31,7 @@ type faultServer struct {
 	mu    sync.Mutex
 	files map[string][]byte
 	etags map[string]string // computed once: hashing a large body per request starves a loaded machine
-	gets  map[string]int // GET requests per path
+	gets  map[string]int    // GET requests per path
 	rule  func(r faultReq) fault
 
 	served   atomic.Int64 // body bytes written to clients
