@@ -134,7 +134,7 @@ func (e *Engine) fetchBlob(ctx context.Context, it Item) (res Result, err error)
 // downloadBlob runs with the blob lock held (or, where locks are only
 // hints, after giving up on it).
 func (e *Engine) downloadBlob(ctx context.Context, it Item, fp *fileProgress, held *lock.Held) (Result, error) {
-	name, safe := it.label(), SafeURL(it.URL)
+	name, safe := it.label(), safeURL(it.URL)
 	fp.setPhase(PhaseResolving)
 	pr := e.probeOnce(ctx, it)
 	if err := ctx.Err(); err != nil {

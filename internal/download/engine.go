@@ -78,9 +78,6 @@ func WithTuning(fn func(*Tuning)) Option { return func(e *Engine) { fn(&e.tune) 
 // guard alone (it never sends a request while offline).
 func WithHTTPClient(c *http.Client) Option { return func(e *Engine) { e.client = c } }
 
-// WithoutVerifiedRecords disables writing H/.meta/verified/<md5>.
-func WithoutVerifiedRecords() Option { return func(e *Engine) { e.metaDir = "" } }
-
 // New returns an engine that publishes blobs into blobs, using locks (the
 // same Locker the blob store was opened with) for blob locks.
 func New(cfg config.Config, blobs *blobfs.Store, locks *lock.Locker, opts ...Option) (*Engine, error) {

@@ -248,9 +248,9 @@ func sizeText(n int64) string {
 	return mib(n)
 }
 
-// SafeURL returns scheme://host/path of raw: no user info, query or
+// safeURL returns scheme://host/path of raw: no user info, query or
 // fragment, which may carry signatures or keys.
-func SafeURL(raw string) string {
+func safeURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return "<unparseable URL>"

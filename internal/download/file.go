@@ -44,7 +44,7 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 	if e.offline {
 		return Result{}, &OfflineError{Name: it.label(), Missing: 1}
 	}
-	name, safe := it.label(), SafeURL(it.URL)
+	name, safe := it.label(), safeURL(it.URL)
 	fp := e.track(name, it.MD5, it.Size)
 	defer func() { fp.finish(err) }()
 

@@ -169,6 +169,6 @@ func (j *job) refreshURL(ctx context.Context, ae *authError, rng string) error {
 	j.mu.Lock()
 	j.url = u
 	j.mu.Unlock()
-	j.e.log.Info("download URL refreshed after 401/403", "file", j.name, "url", SafeURL(u))
+	j.e.log.Info("download URL refreshed after 401/403", "file", j.name, "url", safeURL(u))
 	return nil
 }

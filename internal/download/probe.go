@@ -61,7 +61,7 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 				return pr
 			}
 			if !t.retryable(code) {
-				e.log.Debug("HEAD failed; fetching as one stream", "url", SafeURL(raw), "status", code)
+				e.log.Debug("HEAD failed; fetching as one stream", "url", safeURL(raw), "status", code)
 				return pr
 			}
 			if ra, ok := retry.RetryAfter(resp.Header, time.Now(), t.MaxRetryAfter); ok {
@@ -74,10 +74,10 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 			}
 			if r := permanentReason(err); r != "" {
 				// The GET will fail the same way, at once and typed.
-				e.log.Debug("HEAD failed permanently", "url", SafeURL(raw), "reason", r)
+				e.log.Debug("HEAD failed permanently", "url", safeURL(raw), "reason", r)
 				return pr
 			}
-			e.log.Debug("HEAD failed", "url", SafeURL(raw), "err", scrubURLError(err, SafeURL(raw)).Error())
+			e.log.Debug("HEAD failed", "url", safeURL(raw), "err", scrubURLError(err, safeURL(raw)).Error())
 		}
 		if try < t.MaxStatusTries {
 			if retry.Sleep(ctx, wait) != nil {

@@ -35,7 +35,7 @@ func TestSafeURLDropsSecrets(t *testing.T) {
 		"http://127.0.0.1:8080/files/a%20b?sig=1":                                          "http://127.0.0.1:8080/files/a%20b",
 		"::not a url": "<unparseable URL>",
 	} {
-		if got := SafeURL(in); got != want {
+		if got := safeURL(in); got != want {
 			t.Errorf("SafeURL(%q) = %q, want %q", in, got, want)
 		}
 	}
