@@ -61,7 +61,7 @@ func TestBatchMixedPackage(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &rec) != nil || rec.MD5 != md5hex(big) || rec.Size != int64(len(big)) || len(rec.SHA256) != 64 {
 		t.Errorf("verified record: %s %v", b, err)
 	}
-	n := srv.requests.Load() + srv.heads.Load()
+	n := srv.GETs() + srv.HEADs()
 	res, err = e.Batch(context.Background(), items)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestBatchMixedPackage(t *testing.T) {
 			t.Errorf("second batch fetched %s", r.Name)
 		}
 	}
-	if srv.requests.Load()+srv.heads.Load() != n {
+	if srv.GETs()+srv.HEADs() != n {
 		t.Error("second batch sent requests")
 	}
 	assertStore(t, env, big, true, false)
@@ -90,7 +90,7 @@ func TestBatchStopsAfterFirstError(t *testing.T) {
 	}
 	srv.setRule(func(r faultReq) fault {
 		if r.Path == "/b" && r.N > 0 {
-			return fault{Kind: faultStatus, Status: 404}
+			return fault{Mode: faultStatus, Status: 404}
 		}
 		return fault{}
 	})

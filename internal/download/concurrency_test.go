@@ -46,7 +46,7 @@ func TestSingleFlightGoroutines(t *testing.T) {
 			shared++
 		}
 	}
-	if got := srv.served.Load(); got != int64(len(data)) {
+	if got := srv.Served(); got != int64(len(data)) {
 		t.Errorf("served %d bytes for a %d-byte blob", got, len(data))
 	}
 	if shared != 7 {
@@ -86,7 +86,7 @@ func TestTwoEnginesOneDownload(t *testing.T) {
 	if r1.Path != r2.Path {
 		t.Errorf("paths differ: %s %s", r1.Path, r2.Path)
 	}
-	if got := srv.served.Load(); got != int64(len(data)) {
+	if got := srv.Served(); got != int64(len(data)) {
 		t.Errorf("served %d bytes for a %d-byte blob", got, len(data))
 	}
 	assertStore(t, env1, data, true, false)
@@ -163,7 +163,7 @@ func TestWaiterOutlastsTimeoutThenTakesOver(t *testing.T) {
 	killed = true
 	// Counted now, so late bytes of the dead child's responses count
 	// against the waiter: stricter, never looser.
-	servedAtKill := srv.served.Load()
+	servedAtKill := srv.Served()
 	journaled := journaledBytesAny(env, sum)
 	var o out
 	select {
@@ -177,7 +177,7 @@ func TestWaiterOutlastsTimeoutThenTakesOver(t *testing.T) {
 	if o.r.ReusedBytes == 0 || o.r.ReusedBytes < journaled {
 		t.Errorf("took over without reusing the holder's %d journaled bytes: %+v", journaled, o.r)
 	}
-	after := srv.served.Load() - servedAtKill
+	after := srv.Served() - servedAtKill
 	if missing := int64(size) - journaled; after > missing+partSize {
 		t.Errorf("fetched %d bytes after the takeover; %d were missing", after, missing)
 	}
@@ -229,7 +229,7 @@ func TestWaiterGivesUpWithoutProgress(t *testing.T) {
 	if !strings.Contains(err.Error(), lp) || !strings.Contains(err.Error(), "INFERENCE_MODELS_FILE_LOCK_ACQUIRE_TIMEOUT") {
 		t.Errorf("message: %v", err)
 	}
-	if srv.requests.Load()+srv.heads.Load() != 0 {
+	if srv.GETs()+srv.HEADs() != 0 {
 		t.Errorf("the waiter sent requests")
 	}
 }
@@ -258,7 +258,7 @@ func TestCancelKeepsResumablePartial(t *testing.T) {
 		t.Fatalf("journal kept %d bytes", kept)
 	}
 	srv.quiesce(t)
-	before := srv.served.Load()
+	before := srv.Served()
 	r, err := e.EnsureBlob(context.Background(), Item{URL: u, MD5: md5hex(data)})
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +266,7 @@ func TestCancelKeepsResumablePartial(t *testing.T) {
 	if r.ReusedBytes < kept {
 		t.Errorf("reused %d of %d kept bytes", r.ReusedBytes, kept)
 	}
-	if after := srv.served.Load() - before; after > size-kept {
+	if after := srv.Served() - before; after > size-kept {
 		t.Errorf("fetched %d bytes; only %d were missing", after, size-kept)
 	}
 	assertStore(t, env, data, true, false)
@@ -308,7 +308,7 @@ func TestAdoptionRefetchesCorruptRange(t *testing.T) {
 	f.Close()
 	kept := j.DoneBytes()
 	srv.quiesce(t)
-	before := srv.served.Load()
+	before := srv.Served()
 	r, err := e.EnsureBlob(context.Background(), Item{URL: u, MD5: sum})
 	if err != nil {
 		t.Fatal(err)
@@ -317,7 +317,7 @@ func TestAdoptionRefetchesCorruptRange(t *testing.T) {
 	if r.ReusedBytes != kept-badLen {
 		t.Errorf("reused %d bytes, want %d (kept %d minus the bad range %d)", r.ReusedBytes, kept-badLen, kept, badLen)
 	}
-	if after := srv.served.Load() - before; after > size-kept+badLen {
+	if after := srv.Served() - before; after > size-kept+badLen {
 		t.Errorf("fetched %d bytes, at most %d expected", after, size-kept+badLen)
 	}
 	if !strings.Contains(env.logs.String(), "does not match its recorded hash") {

@@ -61,10 +61,10 @@ func TestDirectIOOddPiecesAndFaults(t *testing.T) {
 			u := srv.add("/m/weights.onnx", data)
 			srv.setRule(func(r faultReq) fault {
 				if r.N <= 5 {
-					return fault{Kind: faultReset, At: int64(r.N)*4099 + 13}
+					return fault{Mode: faultReset, At: int64(r.N)*4099 + 13}
 				}
 				if r.N <= 8 {
-					return fault{Kind: faultTruncate, At: int64(r.N)*1031 + 1}
+					return fault{Mode: faultTruncate, At: int64(r.N)*1031 + 1}
 				}
 				return fault{}
 			})

@@ -78,7 +78,7 @@ func TestFaultOrigin(t *testing.T) {
 			maxTime: 15 * time.Second, maxBytes: 20 << 10},
 		// Every ranged request in flight gets the whole file before the
 		// engine falls back to one stream: bounded by the parts, not endless.
-		{name: "ignored range", then: F(faultsrv.IgnoreRange, 0),
+		{name: "ignored range", then: faultsrv.Fault{IgnoreRange: true},
 			want: ok, maxTime: 15 * time.Second, maxBytes: 12 * size},
 		{name: "endless body, no length", then: F(faultsrv.Endless, 0),
 			tune:    func(t *Tuning) { t.MaxUnknownSize = 2 << 20 },

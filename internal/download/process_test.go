@@ -79,7 +79,7 @@ func TestSIGKILLResume(t *testing.T) {
 	totalKills := 0
 	for run := 0; ; run++ {
 		final := run >= kills
-		before := srv.served.Load()
+		before := srv.Served()
 		cmd := childCmd(t, spec)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -119,7 +119,7 @@ func TestSIGKILLResume(t *testing.T) {
 			}
 		}
 		srv.quiesce(t)
-		fetched := srv.served.Load() - before
+		fetched := srv.Served() - before
 		left := journaledBytes(t, dir, sum)
 		if left < 0 { // published
 			if missing := int64(size) - journaled; fetched > missing+partSize {
@@ -153,7 +153,7 @@ func TestSIGKILLResume(t *testing.T) {
 	if err != nil || md5hex(got) != sum {
 		t.Fatalf("published blob is wrong: %v", err)
 	}
-	if served := srv.served.Load(); served > size+int64(totalKills)*partSize {
+	if served := srv.Served(); served > size+int64(totalKills)*partSize {
 		t.Errorf("served %d bytes in total for a %d-byte blob and %d kills", served, size, totalKills)
 	}
 	ents, _ := os.ReadDir(dir)
@@ -162,7 +162,7 @@ func TestSIGKILLResume(t *testing.T) {
 			t.Errorf("leftover %s (%s)", en.Name(), k)
 		}
 	}
-	t.Logf("%d kills, %d bytes served for %d", totalKills, srv.served.Load(), size)
+	t.Logf("%d kills, %d bytes served for %d", totalKills, srv.Served(), size)
 }
 
 // TestSixteenProcessesOneDownload: 16 processes pull the same package into
@@ -218,7 +218,7 @@ func TestSixteenProcessesOneDownload(t *testing.T) {
 			}
 		}
 	}
-	if served := srv.served.Load(); served != unique {
+	if served := srv.Served(); served != unique {
 		t.Errorf("server sent %d bytes for %d unique bytes (%.2fx)", served, unique, float64(served)/float64(unique))
 	}
 	for _, it := range items {
@@ -227,5 +227,5 @@ func TestSixteenProcessesOneDownload(t *testing.T) {
 			t.Errorf("%s: %v", it.Name, err)
 		}
 	}
-	t.Logf("served %d bytes for %d unique; %d file downloads across %d processes", srv.served.Load(), unique, downloaded, procs)
+	t.Logf("served %d bytes for %d unique; %d file downloads across %d processes", srv.Served(), unique, downloaded, procs)
 }

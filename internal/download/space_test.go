@@ -50,7 +50,7 @@ func TestFreeSpaceSmallFilesystem(t *testing.T) {
 		d := randomBytes(uint64(50+i), 12<<20) // 12 MiB each, 60 MiB in all; sizes only from HEAD
 		items = append(items, Item{Name: "part" + string(rune('a'+i)), URL: srv.add("/p"+string(rune('a'+i)), d), MD5: md5hex(d)})
 	}
-	gets := srv.requests.Load()
+	gets := srv.GETs()
 	_, err := e.Batch(context.Background(), items)
 	var de *DiskError
 	if !errors.As(err, &de) || de.Need < 60<<20 || de.Need > 62<<20 || de.Free != free {
@@ -59,8 +59,8 @@ func TestFreeSpaceSmallFilesystem(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, "5 file(s)") || !strings.Contains(msg, "60.0 MiB to download") || !strings.Contains(msg, config.EnvDiskReservePercent) {
 		t.Errorf("message does not name the package's need: %s", msg)
 	}
-	if srv.requests.Load() != gets {
-		t.Errorf("%d GETs sent before the space check failed", srv.requests.Load()-gets)
+	if srv.GETs() != gets {
+		t.Errorf("%d GETs sent before the space check failed", srv.GETs()-gets)
 	}
 }
 

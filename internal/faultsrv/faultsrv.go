@@ -7,8 +7,10 @@
 // default: HEAD with Content-Length and Accept-Ranges, GET with Range/206,
 // a strong ETag and If-Range. A script per file makes chosen GETs misbehave
 // (see Mode): the first GETs take the script's faults in order, every later
-// GET takes its Then fault. The server counts requests and body bytes per
-// file, so a test can bound what a client fetched.
+// GET takes its Then fault. For finer control a Rule decides every request
+// of every file from what it asks (method, range, count). The server counts
+// requests, connections and body bytes, so a test can bound what a client
+// fetched.
 //
 //	srv := faultsrv.New(t)
 //	u := srv.Add("/m/weights.onnx", data)
@@ -18,9 +20,10 @@
 //	... download u ...
 //	srv.Stats("/m/weights.onnx").BodyBytes
 //
-// URLs carry a signature query (?sig=N), as signed storage URLs do; Expire
-// invalidates the signatures handed out so far (answered 401 or 403) and
-// Add or SignedURL hand out fresh ones, for the refresh path.
+// URLs carry a signature query (?sig=N&key=SECRET-SIGNATURE), as signed
+// storage URLs do (a test can check that the secret never reaches a log or
+// an error); Expire invalidates the signatures handed out so far (answered
+// 401 or 403) and Add or SignedURL hand out fresh ones, for the refresh path.
 package faultsrv
 
 import (
@@ -31,8 +34,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,14 +51,12 @@ const (
 	// ShortBody sends At body bytes of the announced length, then closes
 	// the connection cleanly (FIN): a truncated body.
 	ShortBody
-	// WrongBytes sends the announced length with one byte flipped in the
-	// middle of the file: the size is right, the digest is not.
+	// WrongBytes sends the announced length with the middle byte of the
+	// body flipped: the size is right, the digest is not.
 	WrongBytes
 	// Stall sends At body bytes, then nothing, keeping the connection open
 	// until the client gives up (or the server closes).
 	Stall
-	// IgnoreRange answers a ranged GET with 200 and the whole file.
-	IgnoreRange
 	// Endless answers with an endless body and no Content-Length (chunked);
 	// HEAD is refused with 405. No size is announced anywhere.
 	Endless
@@ -74,7 +73,7 @@ const (
 )
 
 func (m Mode) String() string {
-	return [...]string{"ok", "reset mid-body", "short body", "wrong bytes", "stall", "ignore range", "endless body",
+	return [...]string{"ok", "reset mid-body", "short body", "wrong bytes", "stall", "endless body",
 		"endless body with length", "redirect loop", "redirect to another scheme", "status"}[m]
 }
 
@@ -90,6 +89,16 @@ type Fault struct {
 	Length int64
 	// Location of RedirectScheme.
 	Location string
+	// IgnoreRange answers a ranged GET with 200 and the whole file (with
+	// any body mode).
+	IgnoreRange bool
+	// NoRanges leaves Accept-Ranges out of HEAD and GET answers.
+	NoRanges bool
+	// Chunk and Delay throttle this response alone (0: the server's).
+	Chunk int64
+	Delay time.Duration
+	// Tag counts this response's body bytes under Tag (TaggedBytes).
+	Tag string
 }
 
 // Stats counts one file's traffic.
@@ -99,15 +108,24 @@ type Stats struct {
 	Refused     int64 // requests refused for an expired signature
 }
 
-// Request is what the server saw of one GET (for assertions).
+// Request is what the server saw of one request: what a Rule decides on,
+// and what Requests returns (GETs) for assertions.
 type Request struct {
-	Path          string
+	Method string
+	Path   string
+	// N counts the GETs of Path, from 1 (0 for a HEAD).
+	N int
+	// Ranged: a single byte range [First, Last] was asked for (otherwise
+	// the whole file, First 0 and Last its last byte).
+	Ranged        bool
+	First, Last   int64
 	Range         string
 	IfRange       string
 	Authorization bool
 }
 
 type file struct {
+	path       string
 	data       []byte
 	etag       string
 	script     []Fault
@@ -125,10 +143,15 @@ type file struct {
 type Server struct {
 	srv *httptest.Server
 
-	mu    sync.Mutex
-	files map[string]*file
+	mu     sync.Mutex
+	files  map[string]*file
+	rule   func(Request) Fault
+	tagged map[string]int64
+	gets   int64
+	heads  int64
 
 	served  atomic.Int64
+	conns   atomic.Int64
 	active  atomic.Int64
 	chunk   atomic.Int64
 	delay   atomic.Int64
@@ -138,11 +161,16 @@ type Server struct {
 
 // New starts a server on loopback, closed at the end of t.
 func New(t testing.TB) *Server {
-	s := &Server{files: map[string]*file{}, stopped: make(chan struct{})}
+	s := &Server{files: map[string]*file{}, tagged: map[string]int64{}, stopped: make(chan struct{})}
 	s.chunk.Store(64 << 10)
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.handle))
 	s.srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		return context.WithValue(ctx, connKey{}, c)
+	}
+	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
 	}
 	s.srv.Start()
 	t.Cleanup(s.Close)
@@ -166,7 +194,7 @@ func (s *Server) URL() string { return s.srv.URL }
 func (s *Server) Add(path string, data []byte) string {
 	sum := md5.Sum(data)
 	s.mu.Lock()
-	s.files[path] = &file{data: data, etag: `"` + hex.EncodeToString(sum[:]) + `"`, expireCode: http.StatusForbidden}
+	s.files[path] = &file{path: path, data: data, etag: `"` + hex.EncodeToString(sum[:]) + `"`, expireCode: http.StatusForbidden}
 	s.mu.Unlock()
 	return s.SignedURL(path)
 }
@@ -180,7 +208,7 @@ func (s *Server) SignedURL(path string) string {
 		panic("faultsrv: SignedURL of an unregistered path " + path)
 	}
 	f.sig++
-	return fmt.Sprintf("%s%s?sig=%d", s.srv.URL, path, f.sig)
+	return fmt.Sprintf("%s%s?sig=%d&key=SECRET-SIGNATURE", s.srv.URL, path, f.sig)
 }
 
 // Expire makes every URL of path handed out so far answer code (401 or
@@ -199,6 +227,15 @@ func (s *Server) Script(path string, then Fault, seq ...Fault) {
 	defer s.mu.Unlock()
 	f := s.files[path]
 	f.then, f.script, f.gets = then, append([]Fault(nil), seq...), 0
+}
+
+// Rule makes rule decide every request of every file (HEAD too, with N 0:
+// a Status fault answers the HEAD, NoRanges and the endless modes shape it)
+// until Rule(nil); scripts are ignored meanwhile.
+func (s *Server) Rule(rule func(Request) Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rule = rule
 }
 
 // RefuseHEAD makes HEAD of path answer code with no headers of the file.
@@ -238,6 +275,28 @@ func (s *Server) Requests(path string) []Request {
 // Served is the body bytes of all files written to clients.
 func (s *Server) Served() int64 { return s.served.Load() }
 
+// GETs and HEADs count the requests of all files; Conns the connections.
+func (s *Server) GETs() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gets
+}
+
+func (s *Server) HEADs() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.heads
+}
+
+func (s *Server) Conns() int64 { return s.conns.Load() }
+
+// TaggedBytes is the body bytes sent by responses whose fault had Tag tag.
+func (s *Server) TaggedBytes(tag string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tagged[tag]
+}
+
 // Quiesce waits until no handler runs (so that bytes of aborted responses
 // are counted), or until ctx ends.
 func (s *Server) Quiesce(ctx context.Context) error {
@@ -249,224 +308,4 @@ func (s *Server) Quiesce(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
-	s.active.Add(1)
-	defer s.active.Add(-1)
-	s.mu.Lock()
-	f := s.files[r.URL.Path]
-	if f == nil {
-		s.mu.Unlock()
-		http.NotFound(w, r)
-		return
-	}
-	if sig, err := strconv.Atoi(r.URL.Query().Get("sig")); err != nil || sig < f.validFrom || sig > f.sig {
-		f.stats.Refused++
-		code := f.expireCode
-		s.mu.Unlock()
-		w.WriteHeader(code)
-		return
-	}
-	var ft Fault
-	if r.Method == http.MethodHead {
-		f.stats.HEADs++
-		headStatus := f.headStatus
-		ft = f.then
-		if len(f.script) > f.gets {
-			ft = f.script[f.gets]
-		}
-		s.mu.Unlock()
-		s.head(w, f, ft, headStatus)
-		return
-	}
-	f.stats.GETs++
-	ft = f.then
-	if f.gets < len(f.script) {
-		ft = f.script[f.gets]
-	}
-	f.gets++
-	f.requests = append(f.requests, Request{Path: r.URL.Path, Range: r.Header.Get("Range"), IfRange: r.Header.Get("If-Range"),
-		Authorization: r.Header.Get("Authorization") != ""})
-	s.mu.Unlock()
-	s.get(w, r, f, ft)
-}
-
-func (s *Server) head(w http.ResponseWriter, f *file, ft Fault, status int) {
-	switch {
-	case status != 0:
-		w.WriteHeader(status)
-		return
-	case ft.Mode == Endless:
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
-	case ft.Mode == EndlessWithLength:
-		w.Header().Set("Content-Length", strconv.FormatInt(length(ft), 10))
-		w.Header().Set("Accept-Ranges", "bytes")
-		return
-	}
-	w.Header().Set("Accept-Ranges", "bytes")
-	w.Header().Set("ETag", f.etag)
-	w.Header().Set("Content-Length", strconv.Itoa(len(f.data)))
-}
-
-func length(ft Fault) int64 {
-	if ft.Length > 0 {
-		return ft.Length
-	}
-	return 1 << 40
-}
-
-func (s *Server) get(w http.ResponseWriter, r *http.Request, f *file, ft Fault) {
-	h := w.Header()
-	switch ft.Mode {
-	case Status:
-		if ft.RetryAfter != "" {
-			h.Set("Retry-After", ft.RetryAfter)
-		}
-		w.WriteHeader(ft.Status)
-		return
-	case RedirectLoop:
-		http.Redirect(w, r, r.URL.String(), http.StatusFound)
-		return
-	case RedirectScheme:
-		loc := ft.Location
-		if loc == "" {
-			loc = "file:///etc/passwd"
-		}
-		h.Set("Location", loc)
-		w.WriteHeader(http.StatusFound)
-		return
-	case Endless, EndlessWithLength:
-		if ft.Mode == EndlessWithLength {
-			h.Set("Content-Length", strconv.FormatInt(length(ft), 10))
-		}
-		w.WriteHeader(http.StatusOK)
-		s.send(w, r, f, nil, -1)
-		return
-	}
-	data, status := f.data, http.StatusOK
-	first, last, ranged := parseRange(r.Header.Get("Range"), int64(len(f.data)))
-	if ir := r.Header.Get("If-Range"); ir != "" && ir != f.etag {
-		ranged = false
-	}
-	if ranged && first >= int64(len(f.data)) {
-		h.Set("Content-Range", fmt.Sprintf("bytes */%d", len(f.data)))
-		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
-		return
-	}
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("ETag", f.etag)
-	if ranged && ft.Mode != IgnoreRange {
-		data, status = f.data[first:last+1], http.StatusPartialContent
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(f.data)))
-	}
-	if ft.Mode == WrongBytes {
-		data = append([]byte(nil), data...)
-		if mid := int64(len(f.data))/2 - first; status == http.StatusPartialContent && mid >= 0 && mid < int64(len(data)) {
-			data[mid] ^= 0xFF
-		} else if status == http.StatusOK && len(data) > 0 {
-			data[len(data)/2] ^= 0xFF
-		}
-	}
-	h.Set("Content-Length", strconv.Itoa(len(data)))
-	w.WriteHeader(status)
-	limit := int64(len(data))
-	switch ft.Mode {
-	case ResetMidBody, ShortBody, Stall:
-		limit = min(limit, ft.At)
-	}
-	if !s.send(w, r, f, data, limit) {
-		return
-	}
-	rc := http.NewResponseController(w)
-	switch ft.Mode {
-	case ResetMidBody:
-		_ = rc.Flush()
-		if c, ok := r.Context().Value(connKey{}).(*net.TCPConn); ok {
-			_ = c.SetLinger(0)
-			_ = c.Close()
-		}
-	case ShortBody:
-		_ = rc.Flush()
-		panic(http.ErrAbortHandler)
-	case Stall:
-		_ = rc.Flush()
-		select {
-		case <-r.Context().Done():
-		case <-s.stopped:
-		}
-	}
-}
-
-// send writes data[:limit] (data nil: endless random-looking bytes) in
-// throttled chunks; false when the client went away or the server stops.
-func (s *Server) send(w http.ResponseWriter, r *http.Request, f *file, data []byte, limit int64) bool {
-	rc := http.NewResponseController(w)
-	chunk := s.chunk.Load()
-	delay := time.Duration(s.delay.Load())
-	var filler []byte
-	if data == nil {
-		filler = make([]byte, chunk)
-		for i := range filler {
-			filler[i] = byte(i*131 + 7)
-		}
-	}
-	for sent := int64(0); limit < 0 || sent < limit; {
-		var b []byte
-		if data == nil {
-			b = filler
-		} else {
-			b = data[sent:min(sent+chunk, limit)]
-		}
-		n, err := w.Write(b)
-		sent += int64(n)
-		s.served.Add(int64(n))
-		s.mu.Lock()
-		f.stats.BodyBytes += int64(n)
-		s.mu.Unlock()
-		if err != nil {
-			return false
-		}
-		if delay > 0 {
-			_ = rc.Flush()
-			select {
-			case <-time.After(delay):
-			case <-r.Context().Done():
-				return false
-			case <-s.stopped:
-				return false
-			}
-		}
-		select {
-		case <-s.stopped:
-			return false
-		default:
-		}
-	}
-	return true
-}
-
-// parseRange reads "bytes=a-b" / "bytes=a-" (one range; others: not ranged).
-func parseRange(v string, size int64) (first, last int64, ok bool) {
-	spec, found := strings.CutPrefix(v, "bytes=")
-	if !found || strings.Contains(spec, ",") {
-		return 0, 0, false
-	}
-	a, b, found := strings.Cut(spec, "-")
-	if !found {
-		return 0, 0, false
-	}
-	first, err := strconv.ParseInt(a, 10, 64)
-	if err != nil || first < 0 {
-		return 0, 0, false
-	}
-	last = size - 1
-	if b != "" {
-		if last, err = strconv.ParseInt(b, 10, 64); err != nil || last < first {
-			return 0, 0, false
-		}
-		last = min(last, size-1)
-	}
-	return first, last, true
 }

@@ -36,7 +36,7 @@ func TestScriptedModes(t *testing.T) {
 		Fault{Mode: Status, Status: 503, RetryAfter: "2"},
 		Fault{Mode: ShortBody, At: 100},
 		Fault{Mode: WrongBytes},
-		Fault{Mode: IgnoreRange},
+		Fault{IgnoreRange: true},
 		Fault{Mode: RedirectLoop},
 		Fault{Mode: RedirectScheme})
 	resp, _, err := get(t, u, "")
