@@ -102,6 +102,10 @@ type Config struct {
 	// default, denies what the provider cannot verify). See docs/multi-tenant.md.
 	GuardOfflineGrace time.Duration
 
+	// DownloadLimits bound retries, downloads of unknown size and the
+	// free space a pull leaves (MODELCACHE_DOWNLOAD_*, MODELCACHE_DISK_*).
+	DownloadLimits
+
 	APIKey Secret // ROBOFLOW_API_KEY as given; may be empty (anonymous requests)
 	// APIHost is the weights-API base URL: ROBOFLOW_API_HOST verbatim, else chosen by
 	// ROBOFLOW_REGION and ROBOFLOW_ENVIRONMENT (registry-protocol §1).
@@ -148,6 +152,7 @@ func Default() Config {
 		APIHost:                  hostUSProd,
 		DirectIO:                 true,
 		BlobCache:                defaultBlobCache(),
+		DownloadLimits:           DefaultDownloadLimits(),
 	}
 }
 
@@ -180,6 +185,7 @@ func FromEnv(env func(string) (string, bool)) (Config, error) {
 	c.DisableProgressBars = r.bool(EnvDisableProgressBars, false)
 	c.DirectIO = r.bool(EnvDirectIO, true)
 	c.GuardOfflineGrace = r.duration(EnvGuardOfflineGrace, 0)
+	c.DownloadLimits = r.downloadLimits()
 
 	c.APIKey = r.apiKey()
 	c.APIHost = r.apiHost()

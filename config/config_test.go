@@ -48,6 +48,8 @@ func TestDefaultMatchesSpec(t *testing.T) {
 			MaxObjectBytes: 20 * 1024 * 1024 * 1024, FailureThreshold: 3, Cooldown: time.Minute,
 			UploadWorkers: 2, UploadQueue: 8, ExitWait: 30 * time.Second,
 		},
+		DownloadLimits: DownloadLimits{ // ours too
+			RetryDeadline: 10 * time.Minute, MaxUnknownSize: 32 << 30, DiskReservePercent: 1},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%#v\nwant\n%#v", got, want)

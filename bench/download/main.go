@@ -165,6 +165,7 @@ func tuningFromEnv(spec string) (func(*download.Tuning), error) {
 		"max_part":        i64(func(t *download.Tuning) *int64 { return &t.MaxPart }),
 		"min_split":       i64(func(t *download.Tuning) *int64 { return &t.MinSplit }),
 		"journal_min":     i64(func(t *download.Tuning) *int64 { return &t.JournalMinSize }),
+		"journal_every":   i64(func(t *download.Tuning) *int64 { return &t.JournalEvery }),
 		"journal":         dur(func(t *download.Tuning) *time.Duration { return &t.JournalInterval }),
 		"sha256":          func(t *download.Tuning, v string) error { t.SHA256 = v == "true"; return nil },
 		"early_writeback": func(t *download.Tuning, v string) error { t.EarlyWriteback = v == "true"; return nil },

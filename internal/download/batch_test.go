@@ -62,7 +62,7 @@ func TestBatchMixedPackage(t *testing.T) {
 	if err != nil || !ok || rec.MD5 != md5hex(big) || rec.Size != int64(len(big)) || len(rec.SHA256) != 64 {
 		t.Errorf("verified record: %+v %v %v", rec, ok, err)
 	}
-	n := srv.requests.Load() + srv.heads.Load()
+	n := srv.GETs() + srv.HEADs()
 	res, err = e.Batch(context.Background(), items)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestBatchMixedPackage(t *testing.T) {
 			t.Errorf("second batch fetched %s", r.Name)
 		}
 	}
-	if srv.requests.Load()+srv.heads.Load() != n {
+	if srv.GETs()+srv.HEADs() != n {
 		t.Error("second batch sent requests")
 	}
 	assertStore(t, env, big, true, false)
@@ -91,7 +91,7 @@ func TestBatchStopsAfterFirstError(t *testing.T) {
 	}
 	srv.setRule(func(r faultReq) fault {
 		if r.Path == "/b" && r.N > 0 {
-			return fault{Kind: faultStatus, Status: 404}
+			return fault{Mode: faultStatus, Status: 404}
 		}
 		return fault{}
 	})
@@ -166,9 +166,11 @@ func TestProgressEvents(t *testing.T) {
 	var jsonOut, barOut bytes.Buffer
 	jl, bars := JSONLines(&jsonOut), Bars(&barOut)
 	obs := ObserverFunc(func(ev Event) {
+		// Under mu: the progress loop may emit a last event after
+		// EnsureBlob returned, while the test reads the buffers.
 		mu.Lock()
+		defer mu.Unlock()
 		events = append(events, ev)
-		mu.Unlock()
 		jl.Observe(ev)
 		bars.Observe(ev)
 	})

@@ -96,7 +96,7 @@ func (j *job) passChunk(c *chunk) {
 	free := c.refs <= 0
 	if free {
 		delete(j.chunks, c.pos)
-		j.kept.Add(-int64(len(c.data)))
+		j.diag.kept -= int64(len(c.data))
 	}
 	j.mu.Unlock()
 	if free {
@@ -109,7 +109,7 @@ func (j *job) dropChunks() {
 	j.mu.Lock()
 	cs := j.chunks
 	j.chunks = nil
-	j.kept.Store(0)
+	j.diag.kept = 0
 	j.mu.Unlock()
 	for _, c := range cs {
 		j.e.putBuf(c.bp)

@@ -61,10 +61,10 @@ func TestDirectIOOddPiecesAndFaults(t *testing.T) {
 			u := srv.add("/m/weights.onnx", data)
 			srv.setRule(func(r faultReq) fault {
 				if r.N <= 5 {
-					return fault{Kind: faultReset, At: int64(r.N)*4099 + 13}
+					return fault{Mode: faultReset, At: int64(r.N)*4099 + 13}
 				}
 				if r.N <= 8 {
-					return fault{Kind: faultTruncate, At: int64(r.N)*1031 + 1}
+					return fault{Mode: faultTruncate, At: int64(r.N)*1031 + 1}
 				}
 				return fault{}
 			})
@@ -97,7 +97,13 @@ func TestDirectIOBypassesPageCache(t *testing.T) {
 		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
 			srv := newFaultServer(t)
 			env := newEnv(t, "")
-			e := env.engine(t, func(tu *Tuning) { tu.DirectIO = direct; tu.BufferSize = 1 << 20 })
+			// No stall restarts or hedges (a loaded machine may trigger them): each
+			// one writes its unaligned edges through the page cache.
+			e := env.engine(t, func(tu *Tuning) {
+				tu.DirectIO = direct
+				tu.BufferSize = 1 << 20
+				tu.StallTimeout, tu.HedgeAfter = time.Minute, 0
+			})
 			data := randomBytes(78, size)
 			u := srv.add("/m/weights.onnx", data)
 			r, err := ensure(t, e, u, data)

@@ -52,9 +52,9 @@ func copyPartial(ctx context.Context, src, dst string) (*os.File, error) {
 	return out, nil
 }
 
-// IsTerminal reports whether f is a character device (a good enough
+// isTerminal reports whether f is a character device (a good enough
 // terminal test where termios ioctls differ).
-func IsTerminal(f *os.File) bool {
+func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

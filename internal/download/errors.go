@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/blobstore"
+	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/errdefs"
 )
 
@@ -61,13 +62,18 @@ func (e HTTPError) Error() string {
 func (e *HTTPError) As(t any) bool { return asValue(e, t) }
 
 // RetryError: a transient condition (connection errors, resets, truncated
-// bodies, retryable statuses) outlasted its retry budget.
+// bodies, retryable statuses, stalls) outlasted its retry budget: the
+// attempt count, or the retry deadline (Deadline, when Elapsed reached it).
 type RetryError struct {
 	Name, URL string
 	Range     string
 	Attempts  int
 	Status    int // last retryable status, 0 if the last failure was not a status
 	Err       error
+	// Deadline is the file's retry deadline (MODELCACHE_DOWNLOAD_RETRY_DEADLINE;
+	// 0: none); Elapsed is how long the file had gone without a byte when
+	// it gave up.
+	Deadline, Elapsed time.Duration
 }
 
 func (e RetryError) Error() string {
@@ -76,6 +82,10 @@ func (e RetryError) Error() string {
 		what = fmt.Sprintf("HTTP %d %d consecutive time(s) without progress", e.Status, e.Attempts)
 	}
 	s := fmt.Sprintf("download %s from %s: %s; gave up after %d attempt(s)", e.Name, e.URL, what, e.Attempts)
+	if e.Deadline > 0 && e.Elapsed >= e.Deadline {
+		s += fmt.Sprintf(" and %s without receiving a byte (the retry deadline %s, %s)",
+			e.Elapsed.Round(time.Millisecond), e.Deadline, config.EnvDownloadRetryDeadline)
+	}
 	if e.Range != "" {
 		s += " for " + e.Range
 	}
@@ -84,8 +94,23 @@ func (e RetryError) Error() string {
 	}
 	return s
 }
-func (e *RetryError) As(t any) bool { return asValue(e, t) }
-func (e RetryError) Unwrap() error  { return e.Err }
+
+// PermanentError: a request that no retry can fix, failed at once: a
+// malformed URL, a scheme other than http(s) (also as a redirect target), a
+// redirect loop or more than 10 redirects, a TLS certificate the system does
+// not trust.
+type PermanentError struct {
+	Name, URL string
+	Reason    string
+}
+
+func (e PermanentError) Error() string {
+	return fmt.Sprintf("download %s from %s: %s; not retried (no retry can fix this: check the URL the provider returned, or the server)",
+		e.Name, e.URL, e.Reason)
+}
+func (e *PermanentError) As(t any) bool { return asValue(e, t) }
+func (e *RetryError) As(t any) bool     { return asValue(e, t) }
+func (e RetryError) Unwrap() error      { return e.Err }
 
 // RangeNotSupportedError: the server answered a ranged request with a full
 // body (200). The file was then fetched as one stream; this error is
@@ -144,25 +169,49 @@ func (e SizeMismatchError) Error() string {
 func (e *SizeMismatchError) As(t any) bool { return asValue(e, t) }
 
 // DiskError: writing failed for lack of space or permission (ENOSPC, EDQUOT,
-// EROFS, EACCES), or the free-space check failed before starting. The batch
-// was aborted and the temp files removed.
+// EROFS, EACCES), the free-space check failed before starting (Need), or a
+// download of unknown size ate into the free-space reserve (Reserve). The
+// batch was aborted and the temp files removed.
 type DiskError struct {
 	Path    string
+	What    string // what needed the space: a file, or the files of a batch
 	Op      string
 	Written int64 // bytes written to Path before the failure
-	Need    int64 // for the pre-flight check
+	Need    int64 // for the pre-flight check: Missing bytes plus the reserve
+	Missing int64
+	Reserve int64 // for a download of unknown size: the reserve it reached
 	Free    int64
 	Err     error
 }
 
 func (e DiskError) Error() string {
-	if e.Need > 0 {
-		return fmt.Sprintf("not enough disk space: need %s, free %s on the filesystem of %s", mib(e.Need), mib(e.Free), e.Path)
+	switch {
+	case e.Need > 0:
+		return fmt.Sprintf("not enough disk space for %s: need %s (%s to download + %s reserve, %s), free %s on the filesystem of %s",
+			e.What, mib(e.Need), mib(e.Missing), mib(e.Need-e.Missing), config.EnvDiskReservePercent, mib(e.Free), e.Path)
+	case e.Reserve > 0:
+		return fmt.Sprintf("download %s stopped after %s of unknown total size: the filesystem of %s has %s free, below the reserve of %s (%s); "+
+			"nothing was kept", e.What, mib(e.Written), e.Path, mib(e.Free), mib(e.Reserve), config.EnvDiskReservePercent)
 	}
 	return fmt.Sprintf("%s %s failed after %s: %v; the download was aborted and its temp files removed", e.Op, e.Path, mib(e.Written), e.Err)
 }
 func (e *DiskError) As(t any) bool { return asValue(e, t) }
 func (e DiskError) Unwrap() error  { return e.Err }
+
+// SizeLimitError: nobody announced the file's size (no size from the
+// provider or the HEAD, no Content-Length) and the body went on past
+// MODELCACHE_DOWNLOAD_MAX_UNKNOWN_SIZE. Nothing was kept.
+type SizeLimitError struct {
+	Name, URL string
+	Limit     int64
+	Written   int64
+}
+
+func (e SizeLimitError) Error() string {
+	return fmt.Sprintf("download %s from %s: the server announced no size and sent more than %s (%s caps downloads of unknown size); nothing was kept",
+		e.Name, e.URL, mib(e.Limit), config.EnvDownloadMaxUnknownSize)
+}
+func (e *SizeLimitError) As(t any) bool { return asValue(e, t) }
 
 // WaitTimeoutError: another process held the blob lock without visible
 // progress for the whole lock timeout (U16).
@@ -199,9 +248,9 @@ func sizeText(n int64) string {
 	return mib(n)
 }
 
-// SafeURL returns scheme://host/path of raw: no user info, query or
+// safeURL returns scheme://host/path of raw: no user info, query or
 // fragment, which may carry signatures or keys.
-func SafeURL(raw string) string {
+func safeURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return "<unparseable URL>"

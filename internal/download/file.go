@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/modelcache/modelcache/blobstore"
@@ -44,7 +45,7 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 	if e.offline {
 		return Result{}, &OfflineError{Name: it.label(), Missing: 1}
 	}
-	name, safe := it.label(), SafeURL(it.URL)
+	name, safe := it.label(), safeURL(it.URL)
 	fp := e.track(name, it.MD5, it.Size)
 	defer func() { fp.finish(err) }()
 
@@ -53,7 +54,7 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 		return Result{}, err
 	}
 	dir, base := filepath.Split(dest)
-	pr := e.probe(ctx, it.URL)
+	pr := e.probeOnce(ctx, it)
 	if err := ctx.Err(); err != nil {
 		return Result{}, context.Cause(ctx)
 	}
@@ -72,6 +73,8 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 		return Result{}, err
 	}
 	tmp := filepath.Join(dir, "."+base+".partial-"+token)
+	e.setToken(token, true)
+	defer e.setToken(token, false)
 	f, err := createExclusive(tmp)
 	if err != nil {
 		return Result{}, e.diskOrPlain(err, tmp)
@@ -86,10 +89,10 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 	if err := e.preparePartial(f, size); err != nil {
 		return Result{}, err
 	}
-	if err := e.checkSpace(dir, size, 0); err != nil {
+	if err := e.checkItemSpace(it, dir, size); err != nil {
 		return Result{}, err
 	}
-	j := &job{e: e, name: name, safe: safe, fp: fp, f: f, url: pr.url, etag: pr.etag, size: size, ranges: pr.ranges,
+	j := &job{e: e, name: name, safe: safe, fp: fp, f: f, guard: spaceGuard{dir: dir}, url: pr.url, etag: pr.etag, size: size, ranges: pr.ranges,
 		wantMD5: it.MD5 != "", wantSHA: true, refresh: it.Refresh}
 	j.plan(nil)
 	s, err := j.download(ctx)
@@ -131,9 +134,28 @@ func (e *Engine) DownloadFile(ctx context.Context, it Item) (res Result, err err
 	if err := fsx.SyncDir(dir); err != nil {
 		return Result{}, err
 	}
+	e.removeStaleFilePartials(dir, base)
 	fp.setPhase(PhaseDone)
 	return Result{Name: name, Path: dest, MD5: it.MD5, SHA256: s.sha256, Size: s.size, NetworkBytes: fp.network.Load(),
-		DirectBytes: j.direct.Load()}, nil
+		DirectBytes: j.diagnostics().direct}, nil
+}
+
+// removeStaleFilePartials removes temps of dest left by interrupted earlier
+// downloads (".<base>.partial-<16 hex>") once dest is published: the caller
+// holds the handle's lock, so no other process writes one now, and tokens
+// of this engine's running downloads are spared.
+func (e *Engine) removeStaleFilePartials(dir, base string) {
+	paths, _ := filepath.Glob(filepath.Join(dir, "."+base+".partial-*"))
+	prefix := "." + base + ".partial-"
+	for _, p := range paths {
+		tok := strings.TrimPrefix(filepath.Base(p), prefix)
+		if len(tok) != 16 || strings.Trim(tok, "0123456789abcdef") != "" || e.tokenActive(tok) {
+			continue
+		}
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			os.Remove(p)
+		}
+	}
 }
 
 func newToken() (string, error) { return fsx.HexToken() }

@@ -57,10 +57,10 @@ func hedgeCase(t *testing.T, second fault) (*faultServer, *testEnv, Result, int6
 // and the slow response is cancelled before it has sent the part.
 func TestHedgeWinsOverSlowLastPart(t *testing.T) {
 	srv, _, _, lastPart := hedgeCase(t, fault{})
-	if n := srv.taggedBytes("first"); n >= lastPart {
+	if n := srv.TaggedBytes("first"); n >= lastPart {
 		t.Errorf("the slow response sent all %d bytes of the part: the hedge did not win", n)
 	}
-	if n := srv.taggedBytes("second"); n == 0 {
+	if n := srv.TaggedBytes("second"); n == 0 {
 		t.Errorf("the hedge sent nothing")
 	}
 }
@@ -69,11 +69,11 @@ func TestHedgeWinsOverSlowLastPart(t *testing.T) {
 // the original stream finishes the part and the hedge is cancelled; the
 // blob is whole either way.
 func TestHedgeLosesToOriginal(t *testing.T) {
-	srv, _, _, lastPart := hedgeCase(t, fault{Kind: faultStall, At: 1 << 10})
-	if n := srv.taggedBytes("first"); n < lastPart-(1<<10) {
+	srv, _, _, lastPart := hedgeCase(t, fault{Mode: faultStall, At: 1 << 10})
+	if n := srv.TaggedBytes("first"); n < lastPart-(1<<10) {
 		t.Errorf("the original sent %d of %d bytes; it should have finished the part", n, lastPart)
 	}
-	if n := srv.taggedBytes("second"); n != 1<<10 {
+	if n := srv.TaggedBytes("second"); n != 1<<10 {
 		t.Errorf("the stalled hedge sent %d bytes", n)
 	}
 }

@@ -1,12 +1,16 @@
 package download
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,14 +28,22 @@ type childSpec struct {
 	Home  string `json:"home"`
 	Items []Item `json:"items"`
 	// Fast uses the test tuning (small parts); otherwise the defaults.
-	Fast          bool   `json:"fast"`
-	PartSize      int64  `json:"part_size"`
-	Streams       int    `json:"streams"`
-	JournalMS     int    `json:"journal_ms"`
-	LockTimeoutMS int    `json:"lock_timeout_ms"`
-	NoSplit       bool   `json:"no_split"`
-	Barrier       string `json:"barrier"` // wait until this file exists
-	Verbose       bool   `json:"verbose"`
+	Fast          bool  `json:"fast"`
+	PartSize      int64 `json:"part_size"`
+	Streams       int   `json:"streams"`
+	JournalMS     int   `json:"journal_ms"`
+	LockTimeoutMS int   `json:"lock_timeout_ms"`
+	NoSplit       bool  `json:"no_split"`
+	// Exact: no hedges and no slow-stream restarts, which re-fetch bytes on
+	// purpose (a loaded machine triggers them), for exact byte counts.
+	Exact bool `json:"exact"`
+	// JournalEvery sets Tuning.JournalEvery.
+	JournalEvery int64 `json:"journal_every"`
+	// Report: the child writes the total bytes it has written, one decimal
+	// line per report, to file descriptor 3 (see progressPipe).
+	Report  bool   `json:"report"`
+	Barrier string `json:"barrier"` // wait until this file exists
+	Verbose bool   `json:"verbose"`
 }
 
 func TestMain(m *testing.M) {
@@ -80,10 +92,19 @@ func runChild(s childSpec) int {
 		if s.NoSplit {
 			t.MinSplit = 1 << 62
 		}
+		if s.Exact {
+			t.HedgeAfter, t.SlowAfter = 0, time.Hour
+		}
+		if s.JournalEvery > 0 {
+			t.JournalEvery = s.JournalEvery
+		}
 	}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if s.Report {
+		e.hooks.afterWrite = reporter(os.NewFile(3, "progress"))
 	}
 	for s.Barrier != "" {
 		if _, err := os.Stat(s.Barrier); err == nil {
@@ -109,4 +130,68 @@ func childCmd(t testing.TB, spec childSpec) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(b))
 	return cmd
+}
+
+// reporter returns an afterWrite hook that writes the running total of
+// bytes written to w after every write (the parent chooses kill points
+// from it, never from the clock).
+func reporter(w io.Writer) func(int64) {
+	var mu sync.Mutex
+	var total int64
+	return func(n int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		total += n
+		fmt.Fprintf(w, "%d\n", total)
+	}
+}
+
+// progressPipe reads a reporting child's totals.
+type progressPipe struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	total  int64
+	closed bool
+}
+
+// reportProgress makes cmd report on a pipe; call before Start, and
+// close the returned write end after Start.
+func reportProgress(t testing.TB, cmd *exec.Cmd) (*progressPipe, *os.File) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.ExtraFiles = []*os.File{w}
+	pp := &progressPipe{}
+	pp.cond = sync.NewCond(&pp.mu)
+	go func() {
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			n, err := strconv.ParseInt(sc.Text(), 10, 64)
+			if err != nil {
+				continue
+			}
+			pp.mu.Lock()
+			pp.total = max(pp.total, n)
+			pp.cond.Broadcast()
+			pp.mu.Unlock()
+		}
+		pp.mu.Lock()
+		pp.closed = true
+		pp.cond.Broadcast()
+		pp.mu.Unlock()
+	}()
+	return pp, w
+}
+
+// waitFor blocks until the child reported at least n bytes written (true)
+// or closed the pipe by exiting (false), and returns the last total.
+func (pp *progressPipe) waitFor(n int64) (int64, bool) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	for pp.total < n && !pp.closed {
+		pp.cond.Wait()
+	}
+	return pp.total, pp.total >= n
 }

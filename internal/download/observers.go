@@ -144,7 +144,7 @@ func humanTotal(n int64) string {
 // unless DISABLE_INTERACTIVE_PROGRESS_BARS is set, else log lines every
 // 10 s. Library users get no observer unless they ask (lessons U13).
 func DefaultObserver(out *os.File, disableBars bool, log *slog.Logger) Observer {
-	if !disableBars && IsTerminal(out) {
+	if !disableBars && isTerminal(out) {
 		return Bars(out)
 	}
 	return LogLines(log, 10*time.Second)

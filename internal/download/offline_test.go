@@ -39,8 +39,8 @@ func TestOfflineTransportRefusesEveryDial(t *testing.T) {
 	if dials.Load() != 6 {
 		t.Errorf("%d dial attempts reached the dialer, want 6 (all refused)", dials.Load())
 	}
-	if srv.conns.Load() != 0 {
-		t.Errorf("the server saw %d connections", srv.conns.Load())
+	if srv.Conns() != 0 {
+		t.Errorf("the server saw %d connections", srv.Conns())
 	}
 }
 
@@ -63,7 +63,7 @@ func TestOfflineEngineUsesPresentFilesOnly(t *testing.T) {
 	if err := os.WriteFile(pkgFile, []byte("cfg"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	conns := srv.conns.Load()
+	conns := srv.Conns()
 
 	cfg := config.Default()
 	cfg.Home, cfg.Offline = home, true
@@ -95,8 +95,8 @@ func TestOfflineEngineUsesPresentFilesOnly(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("the offline engine's client reached the server")
 	}
-	if srv.conns.Load() != conns {
-		t.Errorf("offline engine opened %d connections", srv.conns.Load()-conns)
+	if srv.Conns() != conns {
+		t.Errorf("offline engine opened %d connections", srv.Conns()-conns)
 	}
 	if _, err := os.Stat(filepath.Join(home, "new.txt")); !os.IsNotExist(err) {
 		t.Errorf("offline DownloadFile created a file")
@@ -154,7 +154,7 @@ func TestFreeSpaceCheckFailsFast(t *testing.T) {
 	if !errors.As(err, &de) || de.Need <= de.Free {
 		t.Fatalf("want a free-space DiskError, got %v", err)
 	}
-	if srv.requests.Load()+srv.heads.Load() != 0 {
+	if srv.GETs()+srv.HEADs() != 0 {
 		t.Error("requests were sent")
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/modelcache/modelcache/internal/retry"
 )
 
 // probeResult is what a HEAD told us about a file.
@@ -15,6 +17,14 @@ type probeResult struct {
 	ranges bool   // Accept-Ranges: bytes with a known size
 }
 
+// probeOnce is the batch's probe of it, else a new one.
+func (e *Engine) probeOnce(ctx context.Context, it Item) probeResult {
+	if it.probed != nil {
+		return *it.probed
+	}
+	return e.probe(ctx, it.URL)
+}
+
 // probe sends HEAD (following redirects, download.md §2.4) with the API
 // timeout, retrying connection errors and retryable statuses. Whatever fails
 // is swallowed: the file is then fetched as one stream, whose response
@@ -23,7 +33,10 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 	pr := probeResult{url: raw, size: -1}
 	t := e.tune
 	for try := 1; try <= t.MaxStatusTries; try++ {
-		wait := backoff(t.BackoffUnit, 1)
+		wait := retry.Ranged(t.BackoffUnit).Delay(1)
+		if checkURL(raw) != nil {
+			return pr // the GET reports it
+		}
 		hctx, cancel := context.WithTimeout(ctx, t.HeadTimeout)
 		req, err := http.NewRequestWithContext(hctx, http.MethodHead, raw, nil)
 		if err != nil {
@@ -48,10 +61,10 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 				return pr
 			}
 			if !t.retryable(code) {
-				e.log.Debug("HEAD failed; fetching as one stream", "url", SafeURL(raw), "status", code)
+				e.log.Debug("HEAD failed; fetching as one stream", "url", safeURL(raw), "status", code)
 				return pr
 			}
-			if ra, ok := retryAfter(resp.Header, time.Now(), t.MaxRetryAfter); ok {
+			if ra, ok := retry.RetryAfter(resp.Header, time.Now(), t.MaxRetryAfter); ok {
 				wait = ra
 			}
 		} else {
@@ -59,10 +72,15 @@ func (e *Engine) probe(ctx context.Context, raw string) probeResult {
 			if ctx.Err() != nil {
 				return pr
 			}
-			e.log.Debug("HEAD failed", "url", SafeURL(raw), "err", scrubURLError(err, SafeURL(raw)).Error())
+			if r := permanentReason(err); r != "" {
+				// The GET will fail the same way, at once and typed.
+				e.log.Debug("HEAD failed permanently", "url", safeURL(raw), "reason", r)
+				return pr
+			}
+			e.log.Debug("HEAD failed", "url", safeURL(raw), "err", scrubURLError(err, safeURL(raw)).Error())
 		}
 		if try < t.MaxStatusTries {
-			if sleepCtx(ctx, wait) != nil {
+			if retry.Sleep(ctx, wait) != nil {
 				return pr
 			}
 		}

@@ -5,270 +5,56 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/modelcache/modelcache/config"
 	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/faultsrv"
 	"github.com/modelcache/modelcache/internal/lock"
 )
 
-// faultServer serves files over HTTP/1.1 with HEAD, Range/206 and ETag,
-// counts what it sends, and injects faults chosen per request by rule.
-type faultServer struct {
-	srv *httptest.Server
+// faultServer is the shared faulty origin (internal/faultsrv) with the
+// short names these tests use: add registers a file, setRule decides every
+// request (faultReq in, fault out), throttle slows every response, quiesce
+// waits for the handlers.
+type faultServer struct{ *faultsrv.Server }
 
-	mu    sync.Mutex
-	files map[string][]byte
-	gets  map[string]int // GET requests per path
-	rule  func(r faultReq) fault
-
-	served   atomic.Int64 // body bytes written to clients
-	tagged   sync.Map     // fault.Tag -> *atomic.Int64 body bytes
-	active   atomic.Int64 // handlers running
-	requests atomic.Int64 // GET requests
-	heads    atomic.Int64
-	conns    atomic.Int64
-	// Throttle: every response writes chunk bytes, then sleeps delay.
-	chunk atomic.Int64
-	delay atomic.Int64 // nanoseconds
-}
-
-type faultReq struct {
-	Path   string
-	N      int // 1-based GET count of this path
-	Ranged bool
-	First  int64
-	Last   int64 // inclusive
-}
-
-type faultKind int
-
-const (
-	faultNone     faultKind = iota
-	faultStatus             // answer Status (with RetryAfter)
-	faultReset              // RST after At body bytes
-	faultTruncate           // close (FIN) after At body bytes
-	faultStall              // stop sending after At body bytes, keep the connection open
+type (
+	fault    = faultsrv.Fault
+	faultReq = faultsrv.Request
 )
 
-type fault struct {
-	Kind        faultKind
-	At          int64
-	Status      int
-	RetryAfter  string
-	IgnoreRange bool // answer 200 with the whole file
-	Corrupt     bool // flip one byte (same size)
-	NoRanges    bool // HEAD without Accept-Ranges
-	// This response only: Chunk bytes per write (0: the server's), then
-	// Delay; Tag counts its body bytes in faultServer.tagged.
-	Chunk int64
-	Delay time.Duration
-	Tag   string
-}
+const (
+	faultNone     = faultsrv.OK
+	faultStatus   = faultsrv.Status       // answer Status (with RetryAfter)
+	faultReset    = faultsrv.ResetMidBody // RST after At body bytes
+	faultTruncate = faultsrv.ShortBody    // close (FIN) after At body bytes
+	faultStall    = faultsrv.Stall        // stop sending after At body bytes, keep the connection open
+	faultCorrupt  = faultsrv.WrongBytes   // flip the middle byte of the body (same size)
+)
 
-type connKey struct{}
+func newFaultServer(t testing.TB) *faultServer { return &faultServer{faultsrv.New(t)} }
 
-func newFaultServer(t testing.TB) *faultServer {
-	fs := &faultServer{files: map[string][]byte{}, gets: map[string]int{}}
-	fs.chunk.Store(64 << 10)
-	fs.srv = httptest.NewUnstartedServer(http.HandlerFunc(fs.handle))
-	fs.srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		return context.WithValue(ctx, connKey{}, c)
-	}
-	fs.srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			fs.conns.Add(1)
-		}
-	}
-	fs.srv.Start()
-	t.Cleanup(fs.srv.Close)
-	return fs
-}
+// add registers content at path and returns its URL, whose query stands in
+// for a signature that must never be logged.
+func (fs *faultServer) add(path string, content []byte) string { return fs.Add(path, content) }
 
-// add registers content at path and returns its URL (with a query string
-// standing in for a signature, which must never be logged).
-func (fs *faultServer) add(path string, content []byte) string {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fs.files[path] = content
-	return fs.srv.URL + path + "?sig=SECRET-SIGNATURE"
-}
+func (fs *faultServer) setRule(r func(faultReq) fault) { fs.Rule(r) }
 
-func (fs *faultServer) setRule(r func(faultReq) fault) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fs.rule = r
-}
-
-func (fs *faultServer) throttle(chunk int64, delay time.Duration) {
-	fs.chunk.Store(chunk)
-	fs.delay.Store(int64(delay))
-}
+func (fs *faultServer) throttle(chunk int64, delay time.Duration) { fs.Throttle(chunk, delay) }
 
 // quiesce waits until no handler runs, so that bytes of aborted responses
 // are counted before a caller reads the counters.
 func (fs *faultServer) quiesce(t testing.TB) {
-	deadline := time.Now().Add(5 * time.Second)
-	for fs.active.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d handlers still running", fs.active.Load())
-		}
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := fs.Quiesce(ctx); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func (fs *faultServer) handle(w http.ResponseWriter, r *http.Request) {
-	fs.active.Add(1)
-	defer fs.active.Add(-1)
-	fs.mu.Lock()
-	body, ok := fs.files[r.URL.Path]
-	rule := fs.rule
-	n := 0
-	if r.Method == http.MethodGet {
-		fs.gets[r.URL.Path]++
-		n = fs.gets[r.URL.Path]
-	}
-	fs.mu.Unlock()
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	fr := faultReq{Path: r.URL.Path, N: n, First: 0, Last: int64(len(body)) - 1}
-	if rh := r.Header.Get("Range"); rh != "" {
-		a, b, found := strings.Cut(strings.TrimPrefix(rh, "bytes="), "-")
-		first, err1 := strconv.ParseInt(a, 10, 64)
-		last, err2 := strconv.ParseInt(b, 10, 64)
-		if b == "" {
-			last, err2 = int64(len(body))-1, nil
-		}
-		if !found || err1 != nil || err2 != nil || first > last {
-			http.Error(w, "bad range", http.StatusBadRequest)
-			return
-		}
-		if first >= int64(len(body)) {
-			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", len(body)))
-			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
-			return
-		}
-		fr.Ranged, fr.First, fr.Last = true, first, min(last, int64(len(body))-1)
-	}
-	var f fault
-	if rule != nil {
-		f = rule(fr)
-	}
-	etag := `"` + md5hex(body) + `"`
-	h := w.Header()
-	if !f.NoRanges {
-		h.Set("Accept-Ranges", "bytes")
-	}
-	h.Set("ETag", etag)
-	if r.Method == http.MethodHead {
-		fs.heads.Add(1)
-		if f.Kind == faultStatus {
-			w.WriteHeader(f.Status)
-			return
-		}
-		h.Set("Content-Length", strconv.Itoa(len(body)))
-		return
-	}
-	fs.requests.Add(1)
-	if f.Kind == faultStatus {
-		if f.RetryAfter != "" {
-			h.Set("Retry-After", f.RetryAfter)
-		}
-		w.WriteHeader(f.Status)
-		return
-	}
-	if ir := r.Header.Get("If-Range"); ir != "" && ir != etag {
-		fr.Ranged = false
-	}
-	data := body
-	status := http.StatusOK
-	if fr.Ranged && !f.IgnoreRange {
-		data = body[fr.First : fr.Last+1]
-		status = http.StatusPartialContent
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", fr.First, fr.Last, len(body)))
-	}
-	if f.Corrupt {
-		data = append([]byte(nil), data...)
-		data[len(data)/2] ^= 0xFF
-	}
-	h.Set("Content-Length", strconv.Itoa(len(data)))
-	w.WriteHeader(status)
-	rc := http.NewResponseController(w)
-	limit := int64(len(data))
-	if f.Kind != faultNone {
-		limit = min(limit, f.At)
-	}
-	chunk := fs.chunk.Load()
-	delay := time.Duration(fs.delay.Load())
-	if f.Chunk > 0 {
-		chunk = f.Chunk
-	}
-	if f.Delay > 0 {
-		delay = f.Delay
-	}
-	var tag *atomic.Int64
-	if f.Tag != "" {
-		v, _ := fs.tagged.LoadOrStore(f.Tag, new(atomic.Int64))
-		tag = v.(*atomic.Int64)
-	}
-	var sent int64
-	for sent < limit {
-		m := min(chunk, limit-sent)
-		k, err := w.Write(data[sent : sent+m])
-		sent += int64(k)
-		fs.served.Add(int64(k))
-		if tag != nil {
-			tag.Add(int64(k))
-		}
-		if err != nil {
-			return
-		}
-		if delay > 0 || f.Kind != faultNone {
-			_ = rc.Flush()
-		}
-		if delay > 0 {
-			select {
-			case <-time.After(delay):
-			case <-r.Context().Done():
-				return
-			}
-		}
-	}
-	switch f.Kind {
-	case faultReset:
-		_ = rc.Flush()
-		if c, ok := r.Context().Value(connKey{}).(*net.TCPConn); ok {
-			_ = c.SetLinger(0)
-			_ = c.Close()
-		}
-	case faultTruncate:
-		_ = rc.Flush()
-		panic(http.ErrAbortHandler)
-	case faultStall:
-		_ = rc.Flush()
-		<-r.Context().Done()
-	}
-}
-
-// taggedBytes is the body bytes sent by responses tagged tag.
-func (fs *faultServer) taggedBytes(tag string) int64 {
-	if v, ok := fs.tagged.Load(tag); ok {
-		return v.(*atomic.Int64).Load()
-	}
-	return 0
 }
 
 func md5hex(b []byte) string {
@@ -320,6 +106,9 @@ func fastTuning(t *Tuning) {
 	t.MinSplit = 128 << 10
 	t.BufferSize = 32 << 10
 	t.StallTimeout = 400 * time.Millisecond
+	// A loaded machine starves streams past short stall timeouts: tests
+	// that count stalls set their own cap.
+	t.MaxStalls = 1000
 	t.SlowAfter = time.Hour
 	t.BackoffUnit = time.Millisecond
 	t.MaxRetryAfter = 3 * time.Second

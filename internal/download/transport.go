@@ -12,7 +12,7 @@ import (
 	"github.com/modelcache/modelcache/errdefs"
 )
 
-// ErrDialRefused is the dial error of an offline transport.
+// errDialRefused is the dial error of an offline transport.
 var errDialRefused = fmt.Errorf("%w: the HTTP transport refuses every connection (OFFLINE_MODE)", errdefs.ErrOffline)
 
 // TransportOptions configure NewTransport.
@@ -32,7 +32,7 @@ func TransportOptionsFrom(cfg config.Config) TransportOptions {
 	return TransportOptions{Offline: cfg.Offline, ConnectTimeout: cfg.ChunkConnectTimeout}
 }
 
-// NewTransport returns the HTTP transport for downloads. It is the single
+// newTransport returns the HTTP transport for downloads. It is the single
 // place that decides whether the process may open connections: with Offline
 // set its dialer fails every attempt before DNS, so no code path can reach
 // the network however it builds its requests.
@@ -40,7 +40,7 @@ func TransportOptionsFrom(cfg config.Config) TransportOptions {
 // HTTP/2 is off on purpose: parallel ranges need parallel TCP connections
 // (one congestion window each); HTTP/2 would multiplex them onto one.
 // Compression is off: byte ranges and sizes refer to the identity encoding.
-func NewTransport(o TransportOptions) *http.Transport {
+func newTransport(o TransportOptions) *http.Transport {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 30 * time.Second
 	}
@@ -72,9 +72,10 @@ func NewTransport(o TransportOptions) *http.Transport {
 	}
 }
 
-// NewClient returns an *http.Client over NewTransport(o). Redirects are
-// followed (at most 10); net/http drops Authorization and cookies when a
-// redirect leaves the original host.
+// NewClient returns an *http.Client over newTransport(o). Redirects are
+// followed, at most 10, never back to a URL already visited and never to a
+// scheme other than http(s) (each a permanent error); net/http drops
+// Authorization and cookies when a redirect leaves the original host.
 func NewClient(o TransportOptions) *http.Client {
-	return &http.Client{Transport: NewTransport(o)}
+	return &http.Client{Transport: newTransport(o), CheckRedirect: checkRedirect}
 }

@@ -54,9 +54,25 @@ type Tuning struct {
 	MaxRetryAfter time.Duration
 	// HeadTimeout bounds each size probe (API_CALLS_TIMEOUT).
 	HeadTimeout time.Duration
+	// RetryDeadline: a file that has gone this long without receiving a
+	// byte while its requests fail transiently (errors, retryable statuses,
+	// stalls) fails with a RetryError, whatever its attempt counts say
+	// (MODELCACHE_DOWNLOAD_RETRY_DEADLINE; <= 0: none).
+	RetryDeadline time.Duration
+	// MaxUnknownSize caps a download whose size nobody announced
+	// (MODELCACHE_DOWNLOAD_MAX_UNKNOWN_SIZE).
+	MaxUnknownSize int64
+	// DiskReservePercent: the free-space check asks for the missing bytes
+	// plus this percentage of them plus 1 MiB (MODELCACHE_DISK_RESERVE_PERCENT).
+	DiskReservePercent float64
 
 	// JournalMinSize: smaller files get no resume journal (4 MiB).
 	JournalMinSize int64
+	// JournalEvery: a checkpoint is due once the file's streams have
+	// written this many bytes per stream since the last one (4 MiB), and a
+	// stream waits while twice that is written but not yet journaled: a
+	// kill loses at most that much per stream, whatever the timing.
+	JournalEvery int64
 	// JournalInterval between periodic journal checkpoints (2 s); parts are
 	// also checkpointed when they complete.
 	JournalInterval time.Duration
@@ -108,39 +124,43 @@ type Tuning struct {
 // DefaultTuning returns the defaults for cfg (download.md §1.6, §2).
 func DefaultTuning(cfg config.Config) Tuning {
 	t := Tuning{
-		FilesInParallel:   8,
-		StreamsPerFile:    8,
-		GlobalStreams:     32,
-		RangeThreshold:    32 << 20,
-		PartCount:         16,
-		MinPart:           8 << 20,
-		MaxPart:           8 << 20,
-		MinSplit:          32 << 20,
-		BufferSize:        1 << 20,
-		StallTimeout:      30 * time.Second,
-		MaxStalls:         20,
-		SlowAfter:         5 * time.Second,
-		SlowFraction:      0.1,
-		MaxAttempts:       cfg.ChunkMaxAttempts,
-		MaxStatusTries:    cfg.APIMaxTries,
-		RetryCodes:        append([]int(nil), cfg.RetryCodes...),
-		BackoffUnit:       time.Second,
-		MaxRetryAfter:     60 * time.Second,
-		HeadTimeout:       cfg.APITimeout,
-		JournalMinSize:    4 << 20,
-		JournalInterval:   2 * time.Second,
-		HeartbeatInterval: 5 * time.Second,
-		LockTimeout:       cfg.LockTimeout,
-		LockPoll:          50 * time.Millisecond,
-		WaitLogInterval:   10 * time.Second,
-		ProgressInterval:  250 * time.Millisecond,
-		HashLead:          64 << 20,
-		SHA256:            runtime.NumCPU() >= 4,
-		CheckFreeSpace:    true,
-		EarlyWriteback:    false,
-		DirectIO:          cfg.DirectIO,
-		DirectMin:         64 << 20,
-		HedgeAfter:        2 * time.Second,
+		FilesInParallel:    8,
+		StreamsPerFile:     8,
+		GlobalStreams:      32,
+		RangeThreshold:     32 << 20,
+		PartCount:          16,
+		MinPart:            8 << 20,
+		MaxPart:            8 << 20,
+		MinSplit:           32 << 20,
+		BufferSize:         1 << 20,
+		StallTimeout:       30 * time.Second,
+		MaxStalls:          20,
+		SlowAfter:          5 * time.Second,
+		SlowFraction:       0.1,
+		MaxAttempts:        cfg.ChunkMaxAttempts,
+		MaxStatusTries:     cfg.APIMaxTries,
+		RetryCodes:         append([]int(nil), cfg.RetryCodes...),
+		BackoffUnit:        time.Second,
+		MaxRetryAfter:      60 * time.Second,
+		HeadTimeout:        cfg.APITimeout,
+		RetryDeadline:      cfg.RetryDeadline,
+		MaxUnknownSize:     cfg.MaxUnknownSize,
+		DiskReservePercent: cfg.DiskReservePercent,
+		JournalMinSize:     4 << 20,
+		JournalEvery:       4 << 20,
+		JournalInterval:    2 * time.Second,
+		HeartbeatInterval:  5 * time.Second,
+		LockTimeout:        cfg.LockTimeout,
+		LockPoll:           50 * time.Millisecond,
+		WaitLogInterval:    10 * time.Second,
+		ProgressInterval:   250 * time.Millisecond,
+		HashLead:           64 << 20,
+		SHA256:             runtime.NumCPU() >= 4,
+		CheckFreeSpace:     true,
+		EarlyWriteback:     false,
+		DirectIO:           cfg.DirectIO,
+		DirectMin:          64 << 20,
+		HedgeAfter:         2 * time.Second,
 	}
 	if cfg.ChunkReadTimeoutSet && cfg.ChunkReadTimeout > 0 {
 		t.StallTimeout = cfg.ChunkReadTimeout
@@ -192,7 +212,12 @@ func (t Tuning) withDefaults() Tuning {
 	posD(&t.BackoffUnit, time.Second)
 	posD(&t.MaxRetryAfter, 60*time.Second)
 	posD(&t.HeadTimeout, 5*time.Second)
+	pos64(&t.MaxUnknownSize, 32<<30)
+	if t.DiskReservePercent < 0 || t.DiskReservePercent > 100 {
+		t.DiskReservePercent = 1
+	}
 	pos64(&t.JournalMinSize, 4<<20)
+	pos64(&t.JournalEvery, 4<<20)
 	posD(&t.JournalInterval, 2*time.Second)
 	posD(&t.HeartbeatInterval, 5*time.Second)
 	posD(&t.LockPoll, 50*time.Millisecond)

@@ -2,51 +2,12 @@ package download
 
 import (
 	"errors"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/modelcache/modelcache/config"
-	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/journal"
 )
-
-func TestRetryAfterParsing(t *testing.T) {
-	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		v    string
-		want time.Duration
-		ok   bool
-	}{
-		{"", 0, false}, {"0", 0, true}, {"7", 7 * time.Second, true}, {"-1", 0, false}, {"abc", 0, false},
-		{"100000", 60 * time.Second, true},
-		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
-		{now.Add(-5 * time.Second).Format(http.TimeFormat), 0, true},
-	} {
-		h := http.Header{}
-		if tc.v != "" {
-			h.Set("Retry-After", tc.v)
-		}
-		got, ok := retryAfter(h, now, 60*time.Second)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("Retry-After %q: %v %v, want %v %v", tc.v, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestBackoffSchedule(t *testing.T) {
-	for n, base := range map[int]time.Duration{1: 1, 2: 2, 3: 4, 6: 32, 9: 32} {
-		for range 50 {
-			d := backoff(time.Second, n)
-			if d < base*time.Second/2 || d >= base*time.Second*3/2 {
-				t.Fatalf("backoff(%d) = %v outside [%v, %v)", n, d, base*time.Second/2, base*time.Second*3/2)
-			}
-		}
-	}
-}
 
 func TestParseContentRange(t *testing.T) {
 	for _, tc := range []struct {
@@ -74,7 +35,7 @@ func TestSafeURLDropsSecrets(t *testing.T) {
 		"http://127.0.0.1:8080/files/a%20b?sig=1":                                          "http://127.0.0.1:8080/files/a%20b",
 		"::not a url": "<unparseable URL>",
 	} {
-		if got := SafeURL(in); got != want {
+		if got := safeURL(in); got != want {
 			t.Errorf("SafeURL(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -114,8 +75,8 @@ func TestPlanWatermarkAndStealing(t *testing.T) {
 	e := &Engine{tune: DefaultTuning(config.Default())}
 	e.tune.MinSplit = 1 << 20
 	e.tune.MinPart, e.tune.MaxPart = 16<<20, 16<<20
-	j := &job{e: e, size: 100 << 20, ranges: true, jpath: "x", algo: hashXXH64}
-	j.plan([]journalRange{{First: 0, Last: 10<<20 - 1, Hash: "h"}, {First: 20 << 20, Last: 30<<20 - 1, Hash: "h2"}})
+	j := &job{e: e, size: 100 << 20, ranges: true, jpath: "x", algo: journal.XXH64}
+	j.plan([]journal.Range{{First: 0, Last: 10<<20 - 1, Hash: "h"}, {First: 20 << 20, Last: 30<<20 - 1, Hash: "h2"}})
 	if w, done := j.watermark(); w != 10<<20 || done {
 		t.Fatalf("watermark %d %v", w, done)
 	}
@@ -151,66 +112,6 @@ func TestPlanWatermarkAndStealing(t *testing.T) {
 	}
 }
 
-func TestJournalRoundTripAndNames(t *testing.T) {
-	dir := t.TempDir()
-	md5 := "0123456789abcdef0123456789abcdef"
-	p := filepath.Join(dir, "."+md5+".partial-0011223344556677.json")
-	j := &journalFile{Version: 1, MD5: md5, Size: 100, ETag: `"e"`, URLPath: "https://h/p", RangeHash: hashXXH64,
-		RangesDone: []journalRange{{0, 9, "a"}, {20, 29, "b"}}, Owner: journalOwner{Host: "h", PID: 1, StartTime: "5", Token: "0011223344556677"}}
-	if err := writeJournal(p, j); err != nil {
-		t.Fatal(err)
-	}
-	back, err := readJournal(p)
-	if err != nil || back.doneBytes() != 20 || back.RangesDone[1].Hash != "b" || back.heartbeat().IsZero() {
-		t.Fatalf("%+v %v", back, err)
-	}
-	if k, m := blobfs.Classify(filepath.Base(p)); k != blobfs.KindJournal || m != md5 {
-		t.Errorf("blobstore does not classify our journal: %v %s", k, m)
-	}
-	if k, _ := blobfs.Classify("." + md5 + ".partial-0011223344556677"); k != blobfs.KindPartial {
-		t.Errorf("blobstore does not classify our partial")
-	}
-	for _, bad := range []string{
-		`{"version":2,"size":1,"ranges_done":[]}`,
-		`{"version":1,"size":10,"ranges_done":[[5,3,"x"]]}`,
-		`{"version":1,"size":10,"ranges_done":[[0,10,"x"]]}`,
-		`{"version":1,"size":10,"ranges_done":[[0,4,"x"],[3,6,"y"]]}`,
-		`{"version":1,"size":10,"range_hash":"md4","ranges_done":[]}`,
-	} {
-		if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := readJournal(p); err == nil {
-			t.Errorf("accepted %s", bad)
-		}
-	}
-}
-
-func TestOwnerLiveness(t *testing.T) {
-	e := &Engine{host: "me", pid: os.Getpid(), startTime: processStartTime(os.Getpid()), tokens: map[string]bool{"live": true}}
-	e.tune.StallTimeout = time.Second
-	if e.startTime == "" {
-		t.Fatal("no process start time on Linux")
-	}
-	for _, tc := range []struct {
-		o     journalOwner
-		hb    time.Time
-		alive bool
-	}{
-		{journalOwner{Host: "me", PID: e.pid, StartTime: e.startTime, Token: "live"}, time.Time{}, true},
-		{journalOwner{Host: "me", PID: e.pid, StartTime: e.startTime, Token: "gone"}, time.Time{}, false},
-		{journalOwner{Host: "me", PID: os.Getppid(), StartTime: processStartTime(os.Getppid())}, time.Time{}, true},
-		{journalOwner{Host: "me", PID: os.Getppid(), StartTime: "1"}, time.Time{}, false}, // pid reused
-		{journalOwner{Host: "me", PID: 1 << 30}, time.Time{}, false},
-		{journalOwner{Host: "other", PID: 1}, time.Now(), true},
-		{journalOwner{Host: "other", PID: 1}, time.Now().Add(-3 * time.Second), false},
-	} {
-		if got := e.ownerAlive(tc.o, tc.hb); got != tc.alive {
-			t.Errorf("%+v: alive %v, want %v", tc.o, got, tc.alive)
-		}
-	}
-}
-
 func TestTypedErrorsMatchBothWays(t *testing.T) {
 	var err error = &RetryError{Name: "n", URL: "u", Attempts: 3, Err: errors.New("boom")}
 	wrapped := errors.Join(errors.New("ctx"), err)
@@ -222,34 +123,4 @@ func TestTypedErrorsMatchBothWays(t *testing.T) {
 	if errors.As(wrapped, &HTTPError{}) {
 		t.Fatal("matched the wrong type")
 	}
-}
-
-// A killed child that its parent has not reaped yet is a zombie: its /proc
-// entry remains, but it can never write again, so it must not count as a
-// live owner (else a waiter could not take over its partial).
-func TestZombieIsNotAlive(t *testing.T) {
-	cmd := exec.Command("sleep", "30")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	start := processStartTime(pid)
-	if !pidAlive(pid, start) {
-		t.Fatal("a running child is not alive")
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if state, _ := procStat(pid); state == "Z" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("child never became a zombie")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	if pidAlive(pid, start) {
-		t.Error("a zombie counts as a live owner")
-	}
-	cmd.Wait()
 }

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/modelcache/modelcache/internal/blobfs"
+	"github.com/modelcache/modelcache/internal/journal"
 	"github.com/modelcache/modelcache/internal/lock"
+	"github.com/modelcache/modelcache/internal/retry"
 )
 
 // holderState is what a waiter can see of another process's download of
@@ -33,8 +35,8 @@ func (e *Engine) sampleHolder(md5 string) holderState {
 		}
 		switch k {
 		case blobfs.KindJournal:
-			if j, err := readJournal(p); err == nil {
-				s.bytes = max(s.bytes, j.doneBytes())
+			if j, err := journal.Read(p); err == nil {
+				s.bytes = max(s.bytes, j.DoneBytes())
 				s.size = max(s.size, j.Size)
 				if j.HeartbeatAt > s.heartbeat {
 					s.heartbeat = j.HeartbeatAt
@@ -113,7 +115,7 @@ func (e *Engine) waitForBlob(ctx context.Context, it Item, fp *fileProgress) (he
 				it.label(), mbText(last.bytes), mbText(last.size), idle.Round(time.Second)),
 				"blob", it.MD5, "lock", lp, "waited", now.Sub(start).Round(time.Second))
 		}
-		if err := sleepCtx(ctx, t.LockPoll); err != nil {
+		if err := retry.Sleep(ctx, t.LockPoll); err != nil {
 			return nil, false, err
 		}
 	}

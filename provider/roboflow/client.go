@@ -14,18 +14,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/modelcache/modelcache/errdefs"
 	"github.com/modelcache/modelcache/internal/pyjson"
+	"github.com/modelcache/modelcache/internal/retry"
 	"github.com/modelcache/modelcache/metadata"
 	"github.com/modelcache/modelcache/provider"
 )
@@ -130,7 +129,7 @@ func New(opts Options) *Client {
 		c.http = &http.Client{Transport: tr}
 	}
 	if c.o.Sleep == nil {
-		c.o.Sleep = sleepCtx
+		c.o.Sleep = retry.Sleep
 	}
 	if c.o.Rand == nil {
 		c.o.Rand = rand.Float64
@@ -145,20 +144,6 @@ func New(opts Options) *Client {
 // built-in "roboflow" provider.
 func NewRegistry(c *Client) (*provider.Registry, error) {
 	return provider.NewRegistry(map[string]provider.Provider{provider.Roboflow: c})
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // EffectiveKey returns the key sent for a request key: the request key,
@@ -331,7 +316,9 @@ func (c *Client) fetchPage(ctx context.Context, u string, pageNo int, req provid
 		if try >= c.o.MaxTries {
 			break
 		}
-		wait := time.Duration(c.o.Rand() * float64(time.Second) * math.Pow(2, float64(try-1)))
+		b := retry.FullJitter(time.Second)
+		b.Rand = c.o.Rand
+		wait := b.Delay(try)
 		if res.hasRA {
 			wait = res.retryAfter
 		}
@@ -434,7 +421,7 @@ func (c *Client) attempt(ctx context.Context, u string, req provider.Request, ke
 	defer resp.Body.Close()
 	res := attemptResult{status: resp.StatusCode, header: resp.Header}
 	if resp.StatusCode == 429 || resp.StatusCode == 503 {
-		res.retryAfter, res.hasRA = parseRetryAfter(resp.Header.Get("Retry-After"), c.o.Now())
+		res.retryAfter, res.hasRA = retry.RetryAfter(resp.Header, c.o.Now(), MaxRetryAfter)
 	}
 	var buf bytes.Buffer
 	chunk := make([]byte, 32<<10)
@@ -456,35 +443,6 @@ func (c *Client) attempt(ctx context.Context, u string, req provider.Request, ke
 	}
 	res.body = buf.Bytes()
 	return res
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date, capped at MaxRetryAfter.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if secs, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(secs) {
-		if secs < 0 {
-			secs = 0
-		}
-		if secs > MaxRetryAfter.Seconds() {
-			return MaxRetryAfter, true
-		}
-		d = time.Duration(secs * float64(time.Second))
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-		if d < 0 {
-			d = 0
-		}
-	} else {
-		return 0, false
-	}
-	if d > MaxRetryAfter {
-		d = MaxRetryAfter
-	}
-	return d, true
 }
 
 // minRedactLen is the shortest extra-header value treated as a secret (shorter

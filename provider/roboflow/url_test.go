@@ -2,9 +2,7 @@ package roboflow
 
 import (
 	"errors"
-	"net/http"
 	"testing"
-	"time"
 
 	"github.com/modelcache/modelcache/provider"
 )
@@ -57,31 +55,6 @@ func TestLogURLDropsCredentials(t *testing.T) {
 	} {
 		if got := LogURL(in); got != want {
 			t.Errorf("LogURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	cases := []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"3", 3 * time.Second, true},
-		{"0", 0, true},
-		{"-4", 0, true},
-		{"120", MaxRetryAfter, true},
-		{now.Add(10 * time.Second).Format(http.TimeFormat), 10 * time.Second, true},
-		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
-		{now.Add(time.Hour).Format(http.TimeFormat), MaxRetryAfter, true},
-		{"", 0, false},
-		{"soon", 0, false},
-	}
-	for _, c := range cases {
-		d, ok := parseRetryAfter(c.in, now)
-		if d != c.want || ok != c.ok {
-			t.Errorf("parseRetryAfter(%q) = %v %v, want %v %v", c.in, d, ok, c.want, c.ok)
 		}
 	}
 }

@@ -1,11 +1,14 @@
 //go:build unix
 
-package maintain
+package journal
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 // signalZero probes a pid where /proc is not available.
 func signalZero(pid int) bool {
 	err := syscall.Kill(pid, 0)
-	return err == nil || err == syscall.EPERM
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
