@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -81,19 +80,7 @@ func (d guardDirs) read(path string, max int64) ([]byte, error) {
 	if err := d.checkDirs(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
-	f, err := fsx.OpenNoFollow(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return b, nil
+	return fsx.ReadFileNoFollow(path, max)
 }
 
 // record is one online verification: key hash, model and time, nothing else.

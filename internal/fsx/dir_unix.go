@@ -274,37 +274,5 @@ func (d *Dir) StableHash(ctx context.Context, name string, w io.Writer, buf []by
 	if err != nil {
 		return FileID{}, err
 	}
-	if !before.SameFile(opened) {
-		return FileID{}, &ChangedError{Path: p, Before: before, After: opened}
-	}
-	if len(buf) == 0 {
-		buf = make([]byte, BlockSize)
-	}
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return FileID{}, err
-		}
-		m, rerr := io.ReadFull(f, buf)
-		if m > 0 {
-			n += int64(m)
-			if _, err := w.Write(buf[:m]); err != nil {
-				return FileID{}, err
-			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			return FileID{}, fmt.Errorf("read %s: %w", p, rerr)
-		}
-	}
-	after, err := FstatID(f)
-	if err != nil {
-		return FileID{}, err
-	}
-	if !before.Unchanged(after) || n != after.Size {
-		return FileID{}, &ChangedError{Path: p, Before: before, After: after}
-	}
-	return after, nil
+	return stableCopy(ctx, f, p, before, opened, w, buf)
 }

@@ -14,16 +14,17 @@ import (
 
 const BlockSize = 1 << 20
 
-func LstatID(string) (FileID, error)                    { return FileID{}, ErrUnsupported }
-func FstatID(*os.File) (FileID, error)                  { return FileID{}, ErrUnsupported }
-func IsSymlink(string) (bool, error)                    { return false, ErrUnsupported }
-func RegularNoFollow(string) (fs.FileInfo, error)       { return nil, ErrUnsupported }
-func OpenNoFollow(string) (*os.File, error)             { return nil, ErrUnsupported }
-func ReadFileNoFollow(string, int64) ([]byte, error)    { return nil, ErrUnsupported }
-func EnsureDir(string, fs.FileMode) error               { return ErrUnsupported }
-func SyncDir(string) error                              { return ErrUnsupported }
-func WriteFileAtomic(string, []byte, fs.FileMode) error { return ErrUnsupported }
-func RenameNoReplace(string, string) error              { return ErrUnsupported }
+func LstatID(string) (FileID, error)                               { return FileID{}, ErrUnsupported }
+func FstatID(*os.File) (FileID, error)                             { return FileID{}, ErrUnsupported }
+func IsSymlink(string) (bool, error)                               { return false, ErrUnsupported }
+func RegularNoFollow(string) (fs.FileInfo, error)                  { return nil, ErrUnsupported }
+func OpenNoFollow(string) (*os.File, error)                        { return nil, ErrUnsupported }
+func ReadFileNoFollow(string, int64) ([]byte, error)               { return nil, ErrUnsupported }
+func EnsureDir(string, fs.FileMode) error                          { return ErrUnsupported }
+func SyncDir(string) error                                         { return ErrUnsupported }
+func WriteFileAtomic(string, []byte, fs.FileMode) error            { return ErrUnsupported }
+func WriteAtomic(string, fs.FileMode, func(io.Writer) error) error { return ErrUnsupported }
+func RenameNoReplace(string, string) error                         { return ErrUnsupported }
 
 func StableHash(context.Context, string, io.Writer) (FileID, error) { return FileID{}, ErrUnsupported }
 

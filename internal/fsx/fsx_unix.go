@@ -244,7 +244,17 @@ func SyncDir(dir string) error {
 // fixes metadata modes (0644, shared 0664). A symlink (or directory) at path
 // is refused with *UnsafePathError and nothing is written through it. The
 // temp is removed on every failure.
-func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	return WriteAtomic(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteAtomic is WriteFileAtomic for content that write streams: the path
+// shows the old content (or none) until write has returned nil and the
+// bytes are durable; an error from write leaves nothing behind.
+func WriteAtomic(path string, perm fs.FileMode, write func(io.Writer) error) (err error) {
 	dir, base := filepath.Split(filepath.Clean(path))
 	if dir == "" {
 		dir = "."
@@ -284,7 +294,7 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
 	if err = f.Chmod(perm); err != nil {
 		return fmt.Errorf("chmod temp for %s: %w", path, err)
 	}
-	if _, err = f.Write(data); err != nil {
+	if err = write(f); err != nil {
 		return fmt.Errorf("write temp for %s: %w", path, err)
 	}
 	if err = f.Sync(); err != nil {
@@ -342,10 +352,20 @@ func StableHash(ctx context.Context, path string, w io.Writer) (FileID, error) {
 	if err != nil {
 		return FileID{}, err
 	}
+	return stableCopy(ctx, f, path, before, opened, w, nil)
+}
+
+// stableCopy streams the open file f (at path, whose lstat gave before and
+// whose fstat gave opened) into w using buf (nil: a BlockSize buffer), and
+// fails with *ChangedError when the file is not the one stat'ed or changed
+// while it was read.
+func stableCopy(ctx context.Context, f *os.File, path string, before, opened FileID, w io.Writer, buf []byte) (FileID, error) {
 	if !before.SameFile(opened) {
 		return FileID{}, &ChangedError{Path: path, Before: before, After: opened}
 	}
-	buf := make([]byte, BlockSize)
+	if len(buf) == 0 {
+		buf = make([]byte, BlockSize)
+	}
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {

@@ -104,40 +104,10 @@ func (g *Graph) copyBlob(ctx context.Context, w io.Writer, b graphBlob) error {
 // in the same directory, fsync, rename. A failed or interrupted export
 // leaves no file at path.
 func (g *Graph) WriteTarFile(ctx context.Context, path string) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tok, err := fsx.HexToken()
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, "."+base+".partial-"+tok)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := g.WriteTar(ctx, f); err != nil {
+	if err := fsx.WriteAtomic(path, 0o644, func(w io.Writer) error { return g.WriteTar(ctx, w) }); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return fsx.SyncDir(dir)
+	return nil
 }
 
 // WriteDir writes the graph as an OCI image layout directory at dir

@@ -276,17 +276,9 @@ func readCacheFile(p string) (*cacheFile, error) {
 	if err := checkCacheDir(filepath.Dir(p)); err != nil {
 		return nil, err
 	}
-	f, err := fsx.OpenNoFollow(p)
+	b, err := fsx.ReadFileNoFollow(p, maxCacheFile)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxCacheFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxCacheFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", p, maxCacheFile)
 	}
 	var file cacheFile
 	if err := json.Unmarshal(b, &file); err != nil {
