@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/modelcache/modelcache/internal/textsafe"
 )
 
 // JSONLines writes every event as one JSON object per line: the
@@ -82,15 +84,16 @@ func (b *bars) observe(ev Event) {
 	n := 0
 	for _, f := range ev.Files {
 		sb.WriteString("\x1b[2K")
-		sb.WriteString(barLine(f.Name, string(f.Phase), f.Network+f.Reused, f.Total, f.Rate))
+		sb.WriteString(barLine(textsafe.String(f.Name), string(f.Phase), f.Network+f.Reused, f.Total, f.Rate))
 		sb.WriteByte('\n')
 		n++
 	}
-	t := ev.Totals
-	sb.WriteString("\x1b[2K")
-	sb.WriteString(barLine(fmt.Sprintf("total (%d files)", t.Files), "", t.Network+t.Reused, t.Total, t.Rate))
-	sb.WriteByte('\n')
-	n++
+	if t := ev.Totals; t != nil {
+		sb.WriteString("\x1b[2K")
+		sb.WriteString(barLine(fmt.Sprintf("total (%d files)", t.Files), "", t.Network+t.Reused, t.Total, t.Rate))
+		sb.WriteByte('\n')
+		n++
+	}
 	// Clear lines left over from a longer previous frame.
 	for i := n; i < b.lines; i++ {
 		sb.WriteString("\x1b[2K\n")
