@@ -190,6 +190,7 @@ func TestUnlinkRecheck(t *testing.T) {
 
 			l := fastLocker(Options{})
 			var once sync.Once
+			swapped := make(chan struct{})
 			l.testHookAfterOpen = func() {
 				// We hold an fd on ino1 and have not called flock yet.
 				once.Do(func() {
@@ -200,10 +201,26 @@ func TestUnlinkRecheck(t *testing.T) {
 					}
 					p2.do("lock") // creates and locks a fresh inode at path
 					p1.do("unlock")
+					close(swapped)
 				})
 			}
-			ch := lockAsync(l, path, WithTimeout(20*time.Second))
-			expectPending(t, ch, 300*time.Millisecond)
+			ch := lockAsync(l, path, WithTimeout(60*time.Second))
+			// Wait for the peers to finish the swap (however slow the
+			// machine), then our waiter must still be waiting: it won flock
+			// on the orphan at most, which it must not keep.
+			select {
+			case <-swapped:
+			case <-time.After(60 * time.Second):
+				t.Fatal("the peers did not swap the lock file within 60 s")
+			}
+			select {
+			case r := <-ch:
+				if r.h != nil {
+					r.h.Unlock()
+				}
+				t.Fatalf("Lock returned while a peer held the fresh lock file (err=%v)", r.err)
+			default:
+			}
 			ino2 := inode(t, path)
 			if ino2 == ino1 {
 				t.Fatal("peer did not create a fresh lock file")
