@@ -1,6 +1,7 @@
 package negotiation_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/modelcache/modelcache/internal/negotiation"
@@ -49,6 +50,44 @@ func FuzzRequest(f *testing.F) {
 			if err == nil && rep == nil {
 				t.Fatal("Negotiate returned neither a report nor an error")
 			}
+		}
+	})
+}
+
+// A runtime document (modelcache xray --json, pull --runtime FILE) must
+// never crash negotiation either: it is checked, or negotiation reports.
+func FuzzRuntime(f *testing.F) {
+	g := loadGolden(f)
+	var md *metadata.ModelMetadata
+	for i := range g.Cases {
+		c := &g.Cases[i]
+		if b, err := json.Marshal(c.Runtime); err == nil {
+			f.Add(b)
+		}
+		if md == nil && len(c.PackagesAPI) > 3 {
+			md = &metadata.ModelMetadata{ModelID: c.Model.ModelID, ModelArchitecture: c.Model.ModelArchitecture, TaskType: c.Model.TaskType}
+			for _, raw := range c.PackagesAPI {
+				if o, err := pyjson.DecodeObject(raw); err == nil {
+					if p, err := roboflow.ParsePackage(o, ""); err == nil && p != nil {
+						md.Packages = append(md.Packages, *p)
+					}
+				}
+			}
+		}
+	}
+	f.Add([]byte(`{"gpu_devices": ["a", "b"], "gpu_devices_cc": ["x"], "trt_version": "10..1", "l4t_version": ""}`))
+	req, err := negotiation.DecodeRequest([]byte(`{"device": "cuda"}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var rt negotiation.Runtime
+		if json.Unmarshal(data, &rt) != nil {
+			return
+		}
+		_ = rt.Check()
+		if rep, err := negotiation.Negotiate(md, req, rt); err == nil && rep == nil {
+			t.Fatal("Negotiate returned neither a report nor an error")
 		}
 	})
 }
